@@ -31,8 +31,9 @@ export function jumpHash(hi: number, lo: number, buckets: number): number {
     const p00 = l0 * C_LO_0;
     const p01 = l0 * C_LO_1;
     const p10 = l1 * C_LO_0;
+    // Every partial product of two 16-bit limbs is below 2^32, so >>> 16 is exact; so is the sum.
     const mid = (p00 >>> 16) + (p01 & 0xffff) + (p10 & 0xffff);
-    const carry = l1 * C_LO_1 + Math.floor(p01 / 65536) + Math.floor(p10 / 65536) + Math.floor(mid / 65536);
+    const carry = l1 * C_LO_1 + (p01 >>> 16) + (p10 >>> 16) + (mid >>> 16);
     const newHi = (carry + Math.imul(hi, C_LO) + Math.imul(lo, C_HI)) >>> 0;
     const newLo = (Math.imul(lo, C_LO) + 1) >>> 0;
     hi = newLo === 0 ? (newHi + 1) >>> 0 : newHi;
@@ -136,9 +137,13 @@ export class JumpHasher implements Hasher {
   }
 
   get(key: Key): string {
-    if (this.order.length === 0) throw empty();
     if (typeof key !== 'string') checkKey(key);
-    const h = hash32(key);
+    return this.getHashed(hash32(key));
+  }
+
+  /** The node for a key already hashed to a uint32 with `hash32` (callers that hash once, reuse many times). */
+  getHashed(h: number): string {
+    if (this.order.length === 0) throw empty();
     const owner = this.bucketOwner[jumpHash(fmix32(h ^ 0x9e3779b9), h, this.bucketOwner.length)]!;
     if (owner !== null) return owner;
     return this.chain(h, 1, () => true)!;

@@ -40,6 +40,8 @@ export class KetamaHasher implements Hasher {
   private points = new Uint32Array(0);
   /** owners[i]: index into `order` of the node owning points[i]. */
   private owners = new Uint32Array(0);
+  /** Membership changed since the last build: rebuilt on the next lookup, so N adds cost one build. */
+  private dirty = false;
 
   constructor(options: KetamaOptions = {}) {
     const pps = options.pointsPerServer ?? 160;
@@ -60,13 +62,13 @@ export class KetamaHasher implements Hasher {
     if (this.members.has(node)) throw duplicate(node);
     this.members.set(node, weight);
     this.order.push(node);
-    this.rebuild();
+    this.dirty = true;
   }
 
   remove(node: string): void {
     if (!this.members.delete(node)) throw unknown(node);
     this.order = this.order.filter((n) => n !== node);
-    this.rebuild();
+    this.dirty = true;
   }
 
   has(node: string): boolean {
@@ -79,11 +81,13 @@ export class KetamaHasher implements Hasher {
 
   /** Number of points on the continuum (for memory and balance reports). */
   get pointCount(): number {
+    if (this.dirty) this.rebuild();
     return this.points.length;
   }
 
   /** How many continuum points a node has now. */
   pointsOf(node: string): number {
+    if (this.dirty) this.rebuild();
     const idx = this.order.indexOf(node);
     if (idx < 0) throw unknown(node);
     let c = 0;
@@ -92,11 +96,13 @@ export class KetamaHasher implements Hasher {
   }
 
   get(key: Key): string {
+    if (this.dirty) this.rebuild();
     if (this.points.length === 0) throw empty();
     return this.order[this.owners[this.find(this.hashOf(key))]!]!;
   }
 
   getN(key: Key, n: number): string[] {
+    if (this.dirty) this.rebuild();
     checkCount(n);
     if (n === 0) return [];
     if (this.points.length === 0) throw empty();
@@ -105,6 +111,7 @@ export class KetamaHasher implements Hasher {
 
   /** The index of the first point at or after `hash`, wrapping to 0 past the end. */
   find(hash: number): number {
+    if (this.dirty) this.rebuild();
     const points = this.points;
     let lo = 0;
     let hi = points.length;
@@ -124,11 +131,13 @@ export class KetamaHasher implements Hasher {
 
   /** The value of point index `i` (points are sorted ascending). */
   pointAt(i: number): number {
+    if (this.dirty) this.rebuild();
     return this.points[i]!;
   }
 
   /** The owner of point index `i`. */
   ownerAt(i: number): string {
+    if (this.dirty) this.rebuild();
     return this.order[this.owners[i]!]!;
   }
 
@@ -137,6 +146,7 @@ export class KetamaHasher implements Hasher {
    * takes, in the order met. Stops after one full turn.
    */
   walk(start: number, n: number, accept: (node: string) => boolean): string[] {
+    if (this.dirty) this.rebuild();
     const out: string[] = [];
     const seen = new Uint8Array(this.order.length);
     const total = this.points.length;
@@ -162,6 +172,7 @@ export class KetamaHasher implements Hasher {
   }
 
   private rebuild(): void {
+    this.dirty = false;
     const servers = this.order.length;
     let totalWeight = 0;
     for (const n of this.order) totalWeight += this.members.get(n)!;

@@ -35,6 +35,8 @@ export class MaglevHasher implements Hasher {
   /** Nodes in name order; the table holds indices into this. */
   private sorted: string[] = [];
   private table: Int32Array;
+  /** Membership changed since the last build: rebuilt on the next lookup, so N adds cost one build. */
+  private dirty = false;
 
   constructor(options: MaglevOptions = {}) {
     const m = options.tableSize ?? 65537;
@@ -58,13 +60,13 @@ export class MaglevHasher implements Hasher {
     }
     this.members.set(node, weight);
     this.order.push(node);
-    this.rebuild();
+    this.dirty = true;
   }
 
   remove(node: string): void {
     if (!this.members.delete(node)) throw unknown(node);
     this.order = this.order.filter((n) => n !== node);
-    this.rebuild();
+    this.dirty = true;
   }
 
   has(node: string): boolean {
@@ -76,12 +78,19 @@ export class MaglevHasher implements Hasher {
   }
 
   get(key: Key): string {
-    if (this.sorted.length === 0) throw empty();
     if (typeof key !== 'string') checkKey(key);
-    return this.sorted[this.table[hash32(key) % this.tableSize]!]!;
+    return this.getHashed(hash32(key));
+  }
+
+  /** The node for a key already hashed to a uint32 with `hash32`: one modulo and two array reads. */
+  getHashed(h: number): string {
+    if (this.dirty) this.rebuild();
+    if (this.sorted.length === 0) throw empty();
+    return this.sorted[this.table[(h >>> 0) % this.tableSize]!]!;
   }
 
   getN(key: Key, n: number): string[] {
+    if (this.dirty) this.rebuild();
     checkCount(n);
     if (n === 0) return [];
     if (this.sorted.length === 0) throw empty();
@@ -103,15 +112,18 @@ export class MaglevHasher implements Hasher {
 
   /** The table itself (slot -> index into `tableNodes()`), for inspection and tests. */
   tableEntries(): Int32Array {
+    if (this.dirty) this.rebuild();
     return this.table;
   }
 
   /** The nodes the table's indices refer to (name order). */
   tableNodes(): string[] {
+    if (this.dirty) this.rebuild();
     return this.sorted.slice();
   }
 
   private rebuild(): void {
+    this.dirty = false;
     this.sorted = [...this.order].sort();
     this.table = populate(
       this.sorted.map((node) => ({ node, weight: this.members.get(node)! })),

@@ -15,6 +15,8 @@ export class ModuloHasher implements Hasher {
   private readonly members = new Map<string, number>();
   private order: string[] = [];
   private slots: string[] = [];
+  /** Membership changed since the last build: rebuilt on the next lookup, so N adds cost one build. */
+  private dirty = false;
 
   get size(): number {
     return this.order.length;
@@ -27,13 +29,13 @@ export class ModuloHasher implements Hasher {
     if (this.slots.length + weight > MAX_SLOTS) throw tooHeavy(node, weight, MAX_SLOTS);
     this.members.set(node, weight);
     this.order.push(node);
-    this.rebuild();
+    this.dirty = true;
   }
 
   remove(node: string): void {
     if (!this.members.delete(node)) throw unknown(node);
     this.order = this.order.filter((n) => n !== node);
-    this.rebuild();
+    this.dirty = true;
   }
 
   has(node: string): boolean {
@@ -45,12 +47,14 @@ export class ModuloHasher implements Hasher {
   }
 
   get(key: Key): string {
+    if (this.dirty) this.rebuild();
     if (this.slots.length === 0) throw empty();
     if (typeof key !== 'string') checkKey(key);
     return this.slots[hash32(key) % this.slots.length]!;
   }
 
   getN(key: Key, n: number): string[] {
+    if (this.dirty) this.rebuild();
     checkCount(n);
     if (n === 0) return [];
     if (this.slots.length === 0) throw empty();
@@ -66,6 +70,7 @@ export class ModuloHasher implements Hasher {
   }
 
   private rebuild(): void {
+    this.dirty = false;
     this.slots = [];
     for (const node of this.order) for (let i = 0; i < this.members.get(node)!; i++) this.slots.push(node);
   }

@@ -18,6 +18,8 @@ export class RendezvousHasher implements Hasher {
   private seedB = new Uint32Array(0);
   private weights = new Float64Array(0);
   private weighted = false;
+  /** Membership changed since the last build: rebuilt on the next lookup, so N adds cost one build. */
+  private dirty = false;
 
   get size(): number {
     return this.order.length;
@@ -29,13 +31,13 @@ export class RendezvousHasher implements Hasher {
     if (this.members.has(node)) throw duplicate(node);
     this.members.set(node, weight);
     this.order.push(node);
-    this.rebuild();
+    this.dirty = true;
   }
 
   remove(node: string): void {
     if (!this.members.delete(node)) throw unknown(node);
     this.order = this.order.filter((n) => n !== node);
-    this.rebuild();
+    this.dirty = true;
   }
 
   has(node: string): boolean {
@@ -47,6 +49,7 @@ export class RendezvousHasher implements Hasher {
   }
 
   get(key: Key): string {
+    if (this.dirty) this.rebuild();
     const count = this.order.length;
     if (count === 0) throw empty();
     if (typeof key !== 'string') checkKey(key);
@@ -76,6 +79,7 @@ export class RendezvousHasher implements Hasher {
   }
 
   getN(key: Key, n: number): string[] {
+    if (this.dirty) this.rebuild();
     checkCount(n);
     if (n === 0) return [];
     if (this.order.length === 0) throw empty();
@@ -112,6 +116,7 @@ export class RendezvousHasher implements Hasher {
   }
 
   private rebuild(): void {
+    this.dirty = false;
     const count = this.order.length;
     this.seedA = new Uint32Array(count);
     this.seedB = new Uint32Array(count);

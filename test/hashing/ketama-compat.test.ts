@@ -58,7 +58,11 @@ for (const [name, servers] of Object.entries(LISTS)) {
   test(`ketama agrees with the hashring package on 100k keys: ${name}`, () => {
     assert.ok(hashringAgreesOnCounts(servers), 'list chosen where hashring computes libmemcached\u2019s point counts');
     const h = ours(servers);
-    const ring = new HashRing(servers, 'md5', { 'default port': 11211 });
+    const ring = new HashRing(
+      Object.fromEntries(Object.entries(servers).map(([s, weight]) => [s, { weight }])),
+      'md5',
+      { 'default port': 11211 },
+    );
     const { keys, wrapping } = keysFor(h);
     assert.ok(wrapping >= 50);
     let mismatches = 0;
