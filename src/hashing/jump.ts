@@ -1,6 +1,7 @@
 import { fmix32, hash32 } from './hash.js';
-import type { Hasher, Key, NodeInfo } from './types.js';
-import { checkCount, checkKey, checkNode, checkWeight, duplicate, empty, tooHeavy, unknown } from './validate.js';
+import { Membership } from './members.js';
+import type { Hasher, Key } from './types.js';
+import { checkCount, checkKey, empty, tooHeavy } from './validate.js';
 
 // The paper's LCG multiplier 2862933555777941757 = 0x27BB2EE6_87B0B0FD, split for 32-bit arithmetic.
 const C_HI = 0x27bb2ee6;
@@ -63,16 +64,15 @@ const MAX_REHASH = 64;
  * that must agree on it apply the same membership history. With no removals, `get` equals
  * `jumpHash(key64, buckets)` with the key's 64 bits derived from xxHash32.
  */
-export class JumpHasher implements Hasher {
+export class JumpHasher extends Membership implements Hasher {
   readonly algorithm = 'jump' as const;
-  private readonly members = new Map<string, { weight: number; buckets: number[] }>();
-  private order: string[] = [];
+  private readonly bucketsOf = new Map<string, number[]>();
   /** bucketOwner[i]: the node holding bucket i, or null when the bucket is dead. */
   private bucketOwner: (string | null)[] = [];
   private dead = 0;
 
-  get size(): number {
-    return this.order.length;
+  constructor() {
+    super(true);
   }
 
   /** Buckets kept dead after removals (keys landing there re-hash). */
@@ -85,11 +85,12 @@ export class JumpHasher implements Hasher {
     return this.bucketOwner.length;
   }
 
-  add(node: string, weight = 1): void {
-    checkNode(node);
-    checkWeight(node, weight, true);
-    if (this.members.has(node)) throw duplicate(node);
+  protected override admit(node: string, weight: number): void {
     if (this.bucketOwner.length - this.dead + weight > MAX_BUCKETS) throw tooHeavy(node, weight, MAX_BUCKETS);
+  }
+
+  override add(node: string, weight = 1): void {
+    super.add(node, weight);
     const buckets: number[] = [];
     for (let i = 0; i < this.bucketOwner.length && buckets.length < weight; i++) {
       if (this.bucketOwner[i] === null) {
@@ -102,38 +103,28 @@ export class JumpHasher implements Hasher {
       buckets.push(this.bucketOwner.length);
       this.bucketOwner.push(node);
     }
-    this.members.set(node, { weight, buckets });
-    this.order.push(node);
+    this.bucketsOf.set(node, buckets);
   }
 
-  remove(node: string): void {
-    const m = this.members.get(node);
-    if (!m) throw unknown(node);
-    for (const b of m.buckets) this.bucketOwner[b] = null;
-    this.dead += m.buckets.length;
+  override remove(node: string): void {
+    super.remove(node);
+    const buckets = this.bucketsOf.get(node)!;
+    this.bucketsOf.delete(node);
+    for (const b of buckets) this.bucketOwner[b] = null;
+    this.dead += buckets.length;
     // The node's own buckets at the very end can be dropped instead of kept dead: no other key's
     // chain passed through them (they were live), so only this node's keys move, each to where it
     // was before those buckets existed. Buckets that were dead before stay, or keys that re-hashed
     // past them would move between surviving nodes.
-    const own = new Set(m.buckets);
+    const own = new Set(buckets);
     while (this.bucketOwner.length > 0 && own.has(this.bucketOwner.length - 1)) {
       this.bucketOwner.pop();
       this.dead--;
     }
-    this.members.delete(node);
-    this.order = this.order.filter((n) => n !== node);
-    if (this.members.size === 0) {
+    if (this.order.length === 0) {
       this.bucketOwner = [];
       this.dead = 0;
     }
-  }
-
-  has(node: string): boolean {
-    return this.members.has(node);
-  }
-
-  nodes(): NodeInfo[] {
-    return this.order.map((node) => ({ node, weight: this.members.get(node)!.weight }));
   }
 
   get(key: Key): string {

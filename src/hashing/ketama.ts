@@ -1,7 +1,8 @@
 import { digestWord, ketamaHash, md5Bytes } from './hash.js';
 import { HashingError } from './errors.js';
-import type { Hasher, Key, NodeInfo } from './types.js';
-import { checkCount, checkKey, checkNode, checkWeight, duplicate, empty, unknown } from './validate.js';
+import { Membership } from './members.js';
+import type { Hasher, Key } from './types.js';
+import { checkCount, checkKey, empty, unknown } from './validate.js';
 
 export interface KetamaOptions {
   /**
@@ -30,20 +31,17 @@ export interface KetamaOptions {
  * other nodes' point counts too (as in libmemcached). With equal weights each node has exactly 160
  * points and a removal moves only the removed node's keys.
  */
-export class KetamaHasher implements Hasher {
+export class KetamaHasher extends Membership implements Hasher {
   readonly algorithm = 'ketama' as const;
   private readonly pointsPerServer: number;
   private readonly defaultPort: number | null;
-  private readonly members = new Map<string, number>();
-  private order: string[] = [];
   /** Sorted point values of the continuum. */
   private points = new Uint32Array(0);
   /** owners[i]: index into `order` of the node owning points[i]. */
   private owners = new Uint32Array(0);
-  /** Membership changed since the last build: rebuilt on the next lookup, so N adds cost one build. */
-  private dirty = false;
 
   constructor(options: KetamaOptions = {}) {
+    super(true);
     const pps = options.pointsPerServer ?? 160;
     if (!Number.isSafeInteger(pps) || pps <= 0 || pps % 4 !== 0) {
       throw new HashingError('ARCHLAB_HASH_BAD_ARGUMENT', `pointsPerServer must be a positive multiple of 4, got ${pps}`);
@@ -52,32 +50,6 @@ export class KetamaHasher implements Hasher {
     this.defaultPort = options.defaultPort === undefined ? 11211 : options.defaultPort;
   }
 
-  get size(): number {
-    return this.order.length;
-  }
-
-  add(node: string, weight = 1): void {
-    checkNode(node);
-    checkWeight(node, weight, true);
-    if (this.members.has(node)) throw duplicate(node);
-    this.members.set(node, weight);
-    this.order.push(node);
-    this.dirty = true;
-  }
-
-  remove(node: string): void {
-    if (!this.members.delete(node)) throw unknown(node);
-    this.order = this.order.filter((n) => n !== node);
-    this.dirty = true;
-  }
-
-  has(node: string): boolean {
-    return this.members.has(node);
-  }
-
-  nodes(): NodeInfo[] {
-    return this.order.map((node) => ({ node, weight: this.members.get(node)! }));
-  }
 
   /** Number of points on the continuum (for memory and balance reports). */
   get pointCount(): number {
@@ -175,8 +147,8 @@ export class KetamaHasher implements Hasher {
     this.dirty = false;
     const servers = this.order.length;
     let totalWeight = 0;
-    for (const n of this.order) totalWeight += this.members.get(n)!;
-    const counts = this.order.map((n) => pointCount(this.members.get(n)!, totalWeight, servers, this.pointsPerServer));
+    for (const n of this.order) totalWeight += this.weights.get(n)!;
+    const counts = this.order.map((n) => pointCount(this.weights.get(n)!, totalWeight, servers, this.pointsPerServer));
     const total = counts.reduce((a, b) => a + b, 0);
     // Pack (point, owner) into one double so a numeric sort orders by point, then by owner index
     // (add order) on the rare equal points, as a stable sort over servers in order would.

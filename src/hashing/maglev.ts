@@ -1,7 +1,8 @@
 import { HashingError } from './errors.js';
 import { hash32 } from './hash.js';
+import { Membership } from './members.js';
 import type { Hasher, Key, NodeInfo } from './types.js';
-import { checkCount, checkKey, checkNode, checkWeight, duplicate, empty, unknown } from './validate.js';
+import { checkCount, checkKey, empty } from './validate.js';
 
 export interface MaglevOptions {
   /**
@@ -27,18 +28,15 @@ export const MAX_MAGLEV_TABLE = 16_777_213;
  * adds. The trade-off against a ring: removing a node moves its keys and also a small fraction of
  * others' (the paper's "minimal disruption", not zero); measured in docs/hashing.md.
  */
-export class MaglevHasher implements Hasher {
+export class MaglevHasher extends Membership implements Hasher {
   readonly algorithm = 'maglev' as const;
   readonly tableSize: number;
-  private readonly members = new Map<string, number>();
-  private order: string[] = [];
   /** Nodes in name order; the table holds indices into this. */
   private sorted: string[] = [];
   private table: Int32Array;
-  /** Membership changed since the last build: rebuilt on the next lookup, so N adds cost one build. */
-  private dirty = false;
 
   constructor(options: MaglevOptions = {}) {
+    super(false);
     const m = options.tableSize ?? 65537;
     if (!Number.isSafeInteger(m) || m < 2 || m > MAX_MAGLEV_TABLE || !isPrime(m)) {
       throw new HashingError('ARCHLAB_HASH_BAD_ARGUMENT', `tableSize must be a prime between 2 and ${MAX_MAGLEV_TABLE}, got ${m}`);
@@ -47,34 +45,10 @@ export class MaglevHasher implements Hasher {
     this.table = new Int32Array(0);
   }
 
-  get size(): number {
-    return this.order.length;
-  }
-
-  add(node: string, weight = 1): void {
-    checkNode(node);
-    checkWeight(node, weight, false);
-    if (this.members.has(node)) throw duplicate(node);
-    if (this.members.size + 1 > this.tableSize) {
+  protected override admit(): void {
+    if (this.order.length + 1 > this.tableSize) {
       throw new HashingError('ARCHLAB_HASH_BAD_ARGUMENT', `a Maglev table of ${this.tableSize} slots holds at most ${this.tableSize} nodes; use a larger prime tableSize`);
     }
-    this.members.set(node, weight);
-    this.order.push(node);
-    this.dirty = true;
-  }
-
-  remove(node: string): void {
-    if (!this.members.delete(node)) throw unknown(node);
-    this.order = this.order.filter((n) => n !== node);
-    this.dirty = true;
-  }
-
-  has(node: string): boolean {
-    return this.members.has(node);
-  }
-
-  nodes(): NodeInfo[] {
-    return this.order.map((node) => ({ node, weight: this.members.get(node)! }));
   }
 
   get(key: Key): string {
@@ -126,7 +100,7 @@ export class MaglevHasher implements Hasher {
     this.dirty = false;
     this.sorted = [...this.order].sort();
     this.table = populate(
-      this.sorted.map((node) => ({ node, weight: this.members.get(node)! })),
+      this.sorted.map((node) => ({ node, weight: this.weights.get(node)! })),
       this.tableSize,
     );
   }

@@ -1,6 +1,7 @@
 import { hash32 } from './hash.js';
-import type { Hasher, Key, NodeInfo } from './types.js';
-import { checkCount, checkKey, checkNode, checkWeight, duplicate, empty, tooHeavy, unknown } from './validate.js';
+import { Membership } from './members.js';
+import type { Hasher, Key } from './types.js';
+import { checkCount, checkKey, empty, tooHeavy } from './validate.js';
 
 /** Slots at most (a node of weight w takes w). */
 export const MAX_SLOTS = 1 << 20;
@@ -10,40 +11,18 @@ export const MAX_SLOTS = 1 << 20;
  * N/(N+1) of all keys, which is the problem consistent hashing exists to solve. A node of weight w
  * takes w slots. Kept to measure that claim against the others, not to use.
  */
-export class ModuloHasher implements Hasher {
+export class ModuloHasher extends Membership implements Hasher {
+  constructor() {
+    super(true);
+  }
+
   readonly algorithm = 'modulo' as const;
-  private readonly members = new Map<string, number>();
-  private order: string[] = [];
   private slots: string[] = [];
-  /** Membership changed since the last build: rebuilt on the next lookup, so N adds cost one build. */
-  private dirty = false;
 
-  get size(): number {
-    return this.order.length;
-  }
-
-  add(node: string, weight = 1): void {
-    checkNode(node);
-    checkWeight(node, weight, true);
-    if (this.members.has(node)) throw duplicate(node);
-    if (this.slots.length + weight > MAX_SLOTS) throw tooHeavy(node, weight, MAX_SLOTS);
-    this.members.set(node, weight);
-    this.order.push(node);
-    this.dirty = true;
-  }
-
-  remove(node: string): void {
-    if (!this.members.delete(node)) throw unknown(node);
-    this.order = this.order.filter((n) => n !== node);
-    this.dirty = true;
-  }
-
-  has(node: string): boolean {
-    return this.members.has(node);
-  }
-
-  nodes(): NodeInfo[] {
-    return this.order.map((node) => ({ node, weight: this.members.get(node)! }));
+  protected override admit(node: string, weight: number): void {
+    let total = 0;
+    for (const w of this.weights.values()) total += w;
+    if (total + weight > MAX_SLOTS) throw tooHeavy(node, weight, MAX_SLOTS);
   }
 
   get(key: Key): string {
@@ -72,6 +51,6 @@ export class ModuloHasher implements Hasher {
   private rebuild(): void {
     this.dirty = false;
     this.slots = [];
-    for (const node of this.order) for (let i = 0; i < this.members.get(node)!; i++) this.slots.push(node);
+    for (const node of this.order) for (let i = 0; i < this.weights.get(node)!; i++) this.slots.push(node);
   }
 }

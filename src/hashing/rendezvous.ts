@@ -1,6 +1,7 @@
 import { fmix32, hash32 } from './hash.js';
-import type { Hasher, Key, NodeInfo } from './types.js';
-import { checkCount, checkKey, checkNode, checkWeight, duplicate, empty, unknown } from './validate.js';
+import { Membership } from './members.js';
+import type { Hasher, Key } from './types.js';
+import { checkCount, checkKey, empty } from './validate.js';
 
 /**
  * Rendezvous (highest random weight) hashing, Thaler & Ravishankar 1998, with weights by the
@@ -10,43 +11,17 @@ import { checkCount, checkKey, checkNode, checkWeight, duplicate, empty, unknown
  * No shared state beyond the member list, so any two processes with the same members agree.
  * A lookup costs O(nodes): choose it for tens to hundreds of nodes, or for replica sets (getN).
  */
-export class RendezvousHasher implements Hasher {
+export class RendezvousHasher extends Membership implements Hasher {
+  constructor() {
+    super(false);
+  }
+
   readonly algorithm = 'rendezvous' as const;
-  private readonly members = new Map<string, number>();
-  private order: string[] = [];
   private seedA = new Uint32Array(0);
   private seedB = new Uint32Array(0);
-  private weights = new Float64Array(0);
+  private weightOf = new Float64Array(0);
   private weighted = false;
-  /** Membership changed since the last build: rebuilt on the next lookup, so N adds cost one build. */
-  private dirty = false;
 
-  get size(): number {
-    return this.order.length;
-  }
-
-  add(node: string, weight = 1): void {
-    checkNode(node);
-    checkWeight(node, weight, false);
-    if (this.members.has(node)) throw duplicate(node);
-    this.members.set(node, weight);
-    this.order.push(node);
-    this.dirty = true;
-  }
-
-  remove(node: string): void {
-    if (!this.members.delete(node)) throw unknown(node);
-    this.order = this.order.filter((n) => n !== node);
-    this.dirty = true;
-  }
-
-  has(node: string): boolean {
-    return this.members.has(node);
-  }
-
-  nodes(): NodeInfo[] {
-    return this.order.map((node) => ({ node, weight: this.members.get(node)! }));
-  }
 
   get(key: Key): string {
     if (this.dirty) this.rebuild();
@@ -112,7 +87,7 @@ export class RendezvousHasher implements Hasher {
 
   private score(h: number, i: number): number {
     const u = (this.draw(h, i) + 0.5) / 4294967296; // in (0, 1), never 0 or 1
-    return this.weights[i]! / -Math.log(u);
+    return this.weightOf[i]! / -Math.log(u);
   }
 
   private rebuild(): void {
@@ -120,15 +95,15 @@ export class RendezvousHasher implements Hasher {
     const count = this.order.length;
     this.seedA = new Uint32Array(count);
     this.seedB = new Uint32Array(count);
-    this.weights = new Float64Array(count);
+    this.weightOf = new Float64Array(count);
     let first: number | undefined;
     this.weighted = false;
     for (let i = 0; i < count; i++) {
       const node = this.order[i]!;
       this.seedA[i] = hash32(node, 0x52454e44);
       this.seedB[i] = hash32(node, 0x48525721);
-      const w = this.members.get(node)!;
-      this.weights[i] = w;
+      const w = this.weights.get(node)!;
+      this.weightOf[i] = w;
       if (first === undefined) first = w;
       else if (w !== first) this.weighted = true;
     }
