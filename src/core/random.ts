@@ -18,12 +18,29 @@ function checkBound(n: number): void {
   if (!Number.isSafeInteger(n) || n <= 0) throw new InvalidArgumentError(`int(n) needs a positive integer n, got ${n}`);
 }
 
+/** next() and int() from a source of uint32 draws, shared by every generator. */
+abstract class Uint32Source implements Random {
+  abstract uint32(): number;
+
+  next(): number {
+    // 53 random bits, so every double in [0, 1) on the 2^-53 grid is reachable.
+    const hi = this.uint32() >>> 5;
+    const lo = this.uint32() >>> 6;
+    return (hi * 67108864 + lo) / 9007199254740992;
+  }
+
+  int(n: number): number {
+    checkBound(n);
+    return Math.floor(this.next() * n);
+  }
+}
+
 /**
  * sfc32 (Chris Doty-Humphrey's small fast chaotic generator): 128 bits of state, passes PractRand
  * to many terabytes, four 32-bit adds and shifts per draw. Seeded through splitmix32 so nearby
  * seeds give unrelated streams.
  */
-export class SeededRandom implements Random {
+export class SeededRandom extends Uint32Source {
   readonly seed: number;
   private a: number;
   private b: number;
@@ -31,6 +48,7 @@ export class SeededRandom implements Random {
   private d: number;
 
   constructor(seed: number) {
+    super();
     if (!Number.isInteger(seed)) throw new InvalidArgumentError(`seed must be an integer, got ${seed}`);
     this.seed = seed;
     let s = seed >>> 0;
@@ -58,21 +76,10 @@ export class SeededRandom implements Random {
     return t >>> 0;
   }
 
-  next(): number {
-    // 53 random bits, so every double in [0, 1) on the 2^-53 grid is reachable.
-    const hi = this.uint32() >>> 5;
-    const lo = this.uint32() >>> 6;
-    return (hi * 67108864 + lo) / 9007199254740992;
-  }
-
-  int(n: number): number {
-    checkBound(n);
-    return Math.floor(this.next() * n);
-  }
 }
 
 /** Non-deterministic randomness from the OS CSPRNG, buffered so a draw is cheap. */
-export class SystemRandom implements Random {
+export class SystemRandom extends Uint32Source {
   private readonly buf = new Uint32Array(256);
   private pos = 256;
 
@@ -84,16 +91,6 @@ export class SystemRandom implements Random {
     return this.buf[this.pos++]!;
   }
 
-  next(): number {
-    const hi = this.uint32() >>> 5;
-    const lo = this.uint32() >>> 6;
-    return (hi * 67108864 + lo) / 9007199254740992;
-  }
-
-  int(n: number): number {
-    checkBound(n);
-    return Math.floor(this.next() * n);
-  }
 }
 
 /** A seed for a run that did not name one: random, and meant to be printed so it can be replayed. */
