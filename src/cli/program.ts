@@ -3,6 +3,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { isArchlabError } from '../core/errors.js';
 import { defaultContext, type CliContext } from './context.js';
 import { demoCommand } from './demo.js';
+import { balanceCommand } from './balance.js';
 import { ringCommand } from './ring.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -20,6 +21,7 @@ export function createProgram(ctxFor: (logLevel: () => string) => CliContext = d
     .configureOutput({ writeOut: ctx.out, writeErr: ctx.err })
     .exitOverride();
   program.addCommand(ringCommand(ctx));
+  program.addCommand(balanceCommand(ctx, () => (program.opts().logLevel as string | undefined) ?? 'info'));
   program.addCommand(demoCommand(ctx, () => program.helpInformation()));
   // Every subcommand reports errors through the same path and never calls process.exit itself.
   for (const cmd of program.commands) {

@@ -1,0 +1,20 @@
+import { ArchlabError } from '../core/errors.js';
+
+export type BalancerErrorCode =
+  | 'ARCHLAB_NO_BACKEND'
+  | 'ARCHLAB_QUEUE_FULL'
+  | 'ARCHLAB_QUEUE_TIMEOUT'
+  | 'ARCHLAB_UPSTREAM_CONNECT'
+  | 'ARCHLAB_UPSTREAM_TIMEOUT'
+  | 'ARCHLAB_UPSTREAM_RESET'
+  | 'ARCHLAB_BAD_REQUEST'
+  | 'ARCHLAB_BALANCER_CONFIG';
+
+/** Errors of the balancer; `retryable` says whether another backend might succeed. */
+export class BalancerError extends ArchlabError {
+  declare readonly code: BalancerErrorCode;
+
+  constructor(code: BalancerErrorCode, message: string, options: { retryable?: boolean; cause?: unknown; details?: Record<string, unknown> } = {}) {
+    super(code, message, options);
+  }
+}

@@ -1,0 +1,17 @@
+/** archlab/balancer: an HTTP (L7) load balancer and reverse proxy. See docs/balancer.md. */
+export { startBalancer, type BalancerHandle, type BalancerOptions } from './server.js';
+export {
+  balancerConfig,
+  loadBalancerConfig,
+  zBalancerConfig,
+  type BalancerConfig,
+  type BalancerConfigInput,
+  type PoolConfig,
+  type BackendConfig,
+  type RouteConfig,
+} from './config.js';
+export { Backend, type BackendState } from './backend.js';
+export { Pool } from './pool.js';
+export { BalancerError, type BalancerErrorCode } from './errors.js';
+export { ALGORITHM_NAMES, type AlgorithmName, type BackendView, type PickContext, type Picker, type PickerOptions } from './pick/types.js';
+export { createPicker } from './pick/index.js';

@@ -1,0 +1,28 @@
+/** Every file in examples/ is loaded here, so none can rot. */
+import assert from 'node:assert/strict';
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { loadBalancerConfig } from '../src/balancer/config.js';
+import { CertificateStore } from '../src/balancer/l7/certs.js';
+
+const root = join(import.meta.dirname, '..', 'examples');
+
+const loaders: Record<string, (file: string) => void> = {
+  balancer: (file) => {
+    const config = loadBalancerConfig(file);
+    assert.ok(config.pools.length > 0);
+    for (const l of config.listeners) if (l.tls) new CertificateStore(l.tls.certificates);
+  },
+};
+
+const dirs = readdirSync(root, { withFileTypes: true }).filter((d) => d.isDirectory());
+test('every examples/ folder has a loader', () => {
+  for (const d of dirs) assert.ok(loaders[d.name], `no loader for examples/${d.name}: add one to test/examples.test.ts`);
+});
+
+for (const d of dirs) {
+  for (const f of readdirSync(join(root, d.name)).filter((n) => /\.(ya?ml|json)$/.test(n))) {
+    test(`examples/${d.name}/${f} loads and validates`, () => loaders[d.name]!(join(root, d.name, f)));
+  }
+}
