@@ -21,7 +21,7 @@ import { RetryBudget } from './retry-budget.js';
 
 export interface PoolRuntime {
   pool: Pool;
-  sticky: (StickyCookies & { cookieName: string }) | undefined;
+  sticky: StickyCookies | undefined;
   budget: RetryBudget;
   outliers: OutlierDetector | undefined;
   health: ActiveHealthChecker | undefined;
@@ -73,9 +73,7 @@ export function buildState(config: BalancerConfig, deps: RuntimeDeps, previous?:
         })
       : undefined;
     const sticky = pc.sticky
-      ? Object.assign(new StickyCookies({ pool: pc.name, cookie: pc.sticky.cookie, secret: config.cookieSecret ?? deps.fallbackSecret, maxAgeMs: pc.sticky.maxAgeMs }), {
-          cookieName: pc.sticky.cookie,
-        })
+      ? new StickyCookies({ pool: pc.name, cookie: pc.sticky.cookie, secret: config.cookieSecret ?? deps.fallbackSecret, maxAgeMs: pc.sticky.maxAgeMs })
       : undefined;
     const budget = new RetryBudget({ budgetRatio: pc.retries.budgetRatio, minPerSecond: pc.retries.minPerSecond }, deps.clock);
     pools.set(pc.name, { pool, sticky, budget, outliers, health });

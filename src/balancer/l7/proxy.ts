@@ -116,13 +116,12 @@ export class L7Proxy {
       requestId: randomUUID,
     });
     const headers = fwd.headers;
-    for (const k of Object.keys(headers)) if (k.charCodeAt(0) === 58 /* ':' */) delete headers[k];
     if (host !== undefined) headers.host = host;
 
     const ctx = { clientIp: fwd.clientIp, hashKey: hashKeyOf(rt, req, route.path, fwd.clientIp, cookies) };
     let preferred: Backend | undefined;
     if (rt.sticky) {
-      const i = rt.sticky.resolve(cookies()[rt.sticky.cookieName], rt.pool.backends);
+      const i = rt.sticky.resolve(cookies()[rt.sticky.cookie], rt.pool.backends);
       if (i >= 0) preferred = rt.pool.backends[i];
     }
 
