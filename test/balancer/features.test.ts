@@ -1,13 +1,17 @@
 /** Sticky cookies, admin API, hot reload, WebSocket, TLS with SNI, HTTP/2, redirect. */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import type * as http from 'node:http';
 import * as http2 from 'node:http2';
 import * as https from 'node:https';
 import * as net from 'node:net';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import { test } from 'node:test';
 import * as tls from 'node:tls';
+import { startBalancer } from '../../src/balancer/index.js';
+import { createLogger } from '../../src/core/log.js';
 import { backend, balancer, request, sleep } from './helpers.js';
 
 const certs = join(import.meta.dirname, '..', '..', 'examples', 'balancer', 'certs');
@@ -191,4 +195,74 @@ test('TLS: certificates by SNI, TLS 1.2 minimum, HTTP/2 and HTTP/1.1 by ALPN, HT
   const redirect = await request(`http://127.0.0.1:${lb.listeners[1]!.port}`, { path: '/a?b=1', headers: { host: 'example.test' } });
   assert.equal(redirect.status, 301);
   assert.equal(redirect.headers.location, 'https://example.test:8443/a?b=1');
+});
+
+test('certificates are re-read on reload without a restart; TLS to a backend', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'archlab-certs-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  copyFileSync(join(certs, 'example.crt'), join(dir, 'live.crt'));
+  copyFileSync(join(certs, 'example.key'), join(dir, 'live.key'));
+  // A backend that itself speaks TLS (with the other certificate).
+  const tlsBackend = https.createServer({ cert: otherCa, key: readFileSync(join(certs, 'other.key')) }, (req, res) => res.end(`tls backend saw ${req.url}`));
+  await new Promise<void>((r) => tlsBackend.listen(0, '127.0.0.1', r));
+  t.after(() => new Promise<void>((r) => tlsBackend.close(() => r())));
+  const backendPort = (tlsBackend.address() as net.AddressInfo).port;
+  const config = {
+    listeners: [{ port: 0, tls: { http2: false, certificates: [{ cert: join(dir, 'live.crt'), key: join(dir, 'live.key'), serverNames: [] }] } }],
+    pools: [{ name: 'app', backends: [{ address: `127.0.0.1:${backendPort}`, tls: true }] }],
+    accessLog: false,
+  };
+  const lb = await balancer(t, config);
+  const port = lb.listeners[0]!.port;
+  const cn = (): Promise<string> =>
+    new Promise((resolve, reject) => {
+      const s = tls.connect({ port, host: '127.0.0.1', servername: 'anything.test', rejectUnauthorized: false }, () => {
+        resolve(String(s.getPeerCertificate().subject.CN));
+        s.end();
+      });
+      s.on('error', reject);
+    });
+  assert.equal(await cn(), 'example.test');
+  const viaTls = await new Promise<string>((resolve, reject) => {
+    https
+      .get({ host: '127.0.0.1', port, path: '/secure', rejectUnauthorized: false, agent: false }, (res) => {
+        let body = '';
+        res.on('data', (d: Buffer) => (body += d.toString()));
+        res.on('end', () => resolve(body));
+      })
+      .on('error', reject);
+  });
+  assert.equal(viaTls, 'tls backend saw /secure');
+  copyFileSync(join(certs, 'other.crt'), join(dir, 'live.crt'));
+  copyFileSync(join(certs, 'other.key'), join(dir, 'live.key'));
+  await lb.reload({ ...config, listeners: [{ ...config.listeners[0]!, port }] });
+  assert.equal(await cn(), 'other.test', 'the new certificate is served after reload');
+});
+
+test('access log: one JSON line per request with pool, backend, status and phase timings', async (t) => {
+  const a = await backend(t, 'a');
+  const lines: string[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      lines.push(...chunk.toString().split('\n').filter(Boolean));
+      cb();
+    },
+  });
+  const lb = await startBalancer(
+    { listeners: [{ port: 0 }], metrics: { defaultMetrics: false }, pools: [{ name: 'app', backends: [{ id: 'a', address: a.address }] }] },
+    { logger: createLogger({ level: 'info', destination: sink }) },
+  );
+  t.after(() => lb.close());
+  await request(`http://127.0.0.1:${lb.listeners[0]!.port}`, { path: '/logged', headers: { 'x-request-id': 'req-123' } });
+  const access = lines.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l.type === 'access');
+  assert.ok(access, `an access line among ${lines.length}`);
+  assert.equal(access.requestId, 'req-123');
+  assert.equal(access.pool, 'app');
+  assert.equal(access.backend, 'a');
+  assert.equal(access.status, 200);
+  assert.equal(access.path, '/logged');
+  assert.equal(access.client, '127.0.0.1');
+  const timings = access.timings as Record<string, number>;
+  for (const k of ['queueMs', 'connectMs', 'upstreamMs', 'totalMs']) assert.equal(typeof timings[k], 'number', k);
+  assert.ok(timings.totalMs! >= timings.upstreamMs!);
 });
