@@ -7,7 +7,8 @@ import { dirname, resolve } from 'node:path';
 import { z } from 'zod';
 import { loadConfig, parseConfig, zAdmin, zLimits, zLog, zMetrics, zTimeouts } from '../core/config.js';
 import { parseHostPort } from '../core/net.js';
-import { zDuration } from '../core/units.js';
+import { zDuration, zSize } from '../core/units.js';
+import { TrustedProxies } from './l7/headers.js';
 import { ALGORITHM_NAMES } from './pick/types.js';
 
 const zName = z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'expected a name of letters, digits, "_", "." or "-" (1-64 characters)');
@@ -55,6 +56,27 @@ export const zActiveHealth = z.strictObject({
   fall: z.int().min(1).max(100).default(3),
 }).transform(({ interval, timeout, ...rest }) => ({ ...rest, intervalMs: interval, timeoutMs: timeout }));
 
+/**
+ * Active TCP checks (HAProxy `check` with `tcp-check send/expect`): connect to the backend (with
+ * TLS when the backend has `tls: true`); optionally write `send`, then wait until the bytes read
+ * contain `expect`. For pools behind `mode: tcp` or `udp` listeners, or any pool whose backends
+ * speak something other than HTTP. A pool has `active` or `tcp`, not both.
+ */
+export const zTcpHealth = z.strictObject({
+  /** Time between checks of one backend. Default 2s. -> intervalMs */
+  interval: zDuration('2s', { minMs: 10 }),
+  /** Connect, send and expect must all finish within this. Default 1s. -> timeoutMs */
+  timeout: zDuration('1s', { minMs: 1 }),
+  /** Consecutive passes to mark a down backend up. Default 2. */
+  rise: z.int().min(1).max(100).default(2),
+  /** Consecutive failures to mark an up backend down. Default 3. */
+  fall: z.int().min(1).max(100).default(3),
+  /** Bytes written once connected, as text (YAML escapes: "PING\r\n"). Default none: connecting is the check. */
+  send: z.string().min(1).max(4096).optional(),
+  /** The check passes once the bytes read (at most 16 KiB) contain this text, e.g. "+PONG". Default none. */
+  expect: z.string().min(1).max(4096).optional(),
+}).transform(({ interval, timeout, ...rest }) => ({ ...rest, intervalMs: interval, timeoutMs: timeout }));
+
 export const zPassiveHealth = z.strictObject({
   /** Consecutive connect errors or 5xx responses that eject a backend. Default 5. */
   consecutiveFailures: z.int().min(1).max(1000).default(5),
@@ -90,6 +112,8 @@ export const zPool = z.strictObject({
   health: z
     .strictObject({
       active: zActiveHealth.optional(),
+      /** Active TCP-connect checks, optionally with send/expect bytes. Default none. */
+      tcp: zTcpHealth.optional(),
       passive: zPassiveHealth.optional(),
       /** A backend coming back ramps its weight from 10% to full over this. Default 0 (off). -> slowStartMs */
       slowStart: zDuration('0'),
@@ -108,7 +132,7 @@ export const zPool = z.strictObject({
     .prefault({}),
   retries: z
     .strictObject({
-      /** Extra attempts for an idempotent request on connect failure, 502 or 503, each to a different backend. Default 2. */
+      /** Extra attempts for an idempotent request without a body on connect failure, a connection broken before the response, 502 or 503, each to a different backend. Default 2. */
       attempts: z.int().min(0).max(10).default(2),
       /** Retries may add at most this share to the request rate. Default 0.2 (20%). */
       budgetRatio: z.number().min(0).max(1).default(0.2),
@@ -127,14 +151,88 @@ export const zCertificate = z.strictObject({
   serverNames: z.array(z.string().min(1)).default([]),
 });
 
+/** What a listener speaks: HTTP (L7, the default), or raw TCP streams or UDP datagrams (L4). */
+export const LISTENER_MODES = ['http', 'tcp', 'udp'] as const;
+export type ListenerMode = (typeof LISTENER_MODES)[number];
+
+/** PROXY protocol (haproxy doc/proxy-protocol.txt) on a `mode: tcp` listener. */
+export const zProxyProtocol = z.strictObject({
+  /**
+   * Prepend a PROXY header of this version to every backend connection, carrying the client's
+   * address (or the one an accepted header claimed), so backends log and rate-limit the real
+   * client (HAProxy `send-proxy` / `send-proxy-v2`). Default none.
+   */
+  send: z.enum(['v1', 'v2']).optional(),
+  /**
+   * Read a PROXY header from the downstream peer (a proxy in front of this one) and use its source
+   * address for ip-hash and for `send`. "v1" or "v2": that version is required; "any": either is
+   * required; "optional": taken when present, otherwise the bytes pass through as data. A required
+   * header that is missing, malformed or late (timeouts.headers) closes the connection. Default none.
+   */
+  accept: z.enum(['v1', 'v2', 'any', 'optional']).optional(),
+  /**
+   * Peers (IPs or CIDRs) whose header is believed. Another peer's connection is closed when the
+   * header is required, and its bytes are passed through untouched with "optional". Default: any peer.
+   */
+  acceptFrom: z.array(z.string().min(1)).max(10_000).default([]),
+});
+
+const SNI_NAME = /^(?:\*\.)?[a-z0-9_-]+(?:\.[a-z0-9_-]+)*$/;
+
+/** TLS passthrough on a `mode: tcp` listener: route by the ClientHello's server name, never decrypt. */
+export const zSni = z.strictObject({
+  /**
+   * Exact names win; otherwise the longest matching "*.example.com" (any depth of subdomain). The
+   * ClientHello is read within timeouts.headers and 16 KiB, then replayed to the backend. Required.
+   */
+  routes: z
+    .array(
+      z.strictObject({
+        /** "db.example.com" or "*.example.com"; case-insensitive. */
+        serverName: z
+          .string()
+          .transform((x) => x.toLowerCase())
+          .refine((x) => SNI_NAME.test(x) && x.length <= 253, 'expected a DNS name such as "db.example.com" or "*.example.com"'),
+        /** Pool name. Required. */
+        pool: zName,
+      }),
+    )
+    .min(1, 'sni needs at least one route')
+    .max(10_000),
+  /** Pool for a name no route matches, a hello without SNI, or a stream that is not TLS. Default: the listener's `pool`, else the connection is closed. */
+  defaultPool: zName.optional(),
+});
+
+/** Flow table of a `mode: udp` listener. */
+export const zUdpListener = z
+  .strictObject({
+    /** A flow (one client ip:port) with no datagram either way for this long is forgotten and its backend released. Default 30s. -> flowIdleMs */
+    flowIdle: zDuration('30s', { minMs: 10 }),
+    /** Flows at most; a new flow beyond this evicts the least recently active one. Count, default 10000. */
+    maxFlows: z.int().min(1).max(1_000_000).default(10_000),
+    /** Datagrams larger than this (either way) are dropped and counted. Default 64KiB. -> maxDatagramBytes */
+    maxDatagram: zSize('64KiB', { minBytes: 1, maxBytes: 65536 }),
+  })
+  .transform(({ flowIdle, maxDatagram, ...rest }) => ({ ...rest, flowIdleMs: flowIdle, maxDatagramBytes: maxDatagram }));
+
 export const zBalancerListener = z.strictObject({
-  /** Name used in logs and metrics. Default "http" / "https". */
+  /** Name used in logs and metrics. Default "http" / "https" / "tcp" / "udp". */
   name: zName.optional(),
+  /** "http" (L7: routes, TLS termination, HTTP/2), "tcp" or "udp" (L4: bytes or datagrams relayed to a backend picked per connection or flow). Default "http". */
+  mode: z.enum(LISTENER_MODES).default('http'),
+  /** tcp and udp: the pool every connection or flow goes to. Required for them unless `sni` routes (tcp) are given; not for http (use routes). */
+  pool: zName.optional(),
+  /** tcp only: PROXY protocol towards backends (send) and from a downstream proxy (accept). Default none. */
+  proxyProtocol: zProxyProtocol.optional(),
+  /** tcp only: TLS passthrough routed by SNI. Default none. */
+  sni: zSni.optional(),
+  /** udp only: flow table limits. Default: all defaults below. */
+  udp: zUdpListener.optional(),
   /** Interface to bind. Default "127.0.0.1". */
   host: z.string().min(1).default('127.0.0.1'),
-  /** TCP port; 0 picks one. Required. */
+  /** Port (TCP, or UDP for mode udp); 0 picks one. Required. */
   port: z.int().min(0).max(65535),
-  /** Terminate TLS here (TLS 1.2 minimum; HTTP/2 and HTTP/1.1 by ALPN). Default none. */
+  /** http only: terminate TLS here (TLS 1.2 minimum; HTTP/2 and HTTP/1.1 by ALPN). Default none. */
   tls: z
     .strictObject({
       certificates: z.array(zCertificate).min(1),
@@ -142,7 +240,7 @@ export const zBalancerListener = z.strictObject({
       http2: z.boolean().default(true),
     })
     .optional(),
-  /** Answer every request with a 301 to https on this port instead of proxying. Default none. */
+  /** http only: answer every request with a 301 to https on this port instead of proxying. Default none. */
   redirectToHttpsPort: z.int().min(1).max(65535).optional(),
 });
 
@@ -220,7 +318,45 @@ export const zBalancerConfig = z
     if (c.defaultPool !== undefined && !pools.has(c.defaultPool)) {
       ctx.addIssue({ code: 'custom', path: ['defaultPool'], message: `no pool named "${c.defaultPool}"`, input: c.defaultPool });
     }
+    c.pools.forEach((p, i) => {
+      if (p.health.active && p.health.tcp) {
+        ctx.addIssue({ code: 'custom', path: ['pools', i, 'health', 'tcp'], message: 'choose health.active (HTTP) or health.tcp, not both', input: p.health.tcp });
+      }
+    });
+    c.listeners.forEach((l, i) => checkListener(l, i, c.pools, ctx));
   });
+
+/** Fields that only some modes use, and the pools an L4 listener names. */
+function checkListener(l: z.output<typeof zBalancerListener>, i: number, pools: readonly z.output<typeof zPool>[], ctx: z.core.$RefinementCtx): void {
+  const issue = (path: (string | number)[], message: string, input: unknown): void => ctx.addIssue({ code: 'custom', path: ['listeners', i, ...path], message, input });
+  const only = (field: 'tls' | 'redirectToHttpsPort' | 'pool' | 'proxyProtocol' | 'sni' | 'udp', modes: readonly ListenerMode[]): void => {
+    if (l[field] !== undefined && !modes.includes(l.mode)) issue([field], `only for mode ${modes.join(' or ')} listeners (this one is mode ${l.mode})`, l[field]);
+  };
+  only('tls', ['http']);
+  only('redirectToHttpsPort', ['http']);
+  only('pool', ['tcp', 'udp']);
+  only('proxyProtocol', ['tcp']);
+  only('sni', ['tcp']);
+  only('udp', ['udp']);
+  if (l.mode === 'http') return;
+  const byName = new Map(pools.map((p) => [p.name, p]));
+  const checkPool = (path: (string | number)[], name: string): void => {
+    const p = byName.get(name);
+    if (!p) return issue(path, `no pool named "${name}"`, name);
+    if (l.mode === 'udp' && p.backends.some((b) => b.tls)) issue(path, `pool "${name}" has backends with tls: true, which a udp listener cannot speak`, name);
+  };
+  if (l.pool !== undefined) checkPool(['pool'], l.pool);
+  else if (l.sni === undefined) issue(['pool'], `a ${l.mode} listener needs one${l.mode === 'tcp' ? ', or sni routes' : ''}`, undefined);
+  l.sni?.routes.forEach((r, j) => checkPool(['sni', 'routes', j, 'pool'], r.pool));
+  if (l.sni?.defaultPool !== undefined) checkPool(['sni', 'defaultPool'], l.sni.defaultPool);
+  l.proxyProtocol?.acceptFrom.forEach((entry, j) => {
+    try {
+      new TrustedProxies([entry]);
+    } catch (err) {
+      issue(['proxyProtocol', 'acceptFrom', j], err instanceof Error ? err.message : String(err), entry);
+    }
+  });
+}
 
 export type BalancerConfig = z.output<typeof zBalancerConfig>;
 export type PoolConfig = z.output<typeof zPool>;
@@ -229,6 +365,10 @@ export type RouteConfig = z.output<typeof zRoute>;
 export type ListenerConfig = z.output<typeof zBalancerListener>;
 export type ActiveHealthConfig = z.output<typeof zActiveHealth>;
 export type PassiveHealthConfig = z.output<typeof zPassiveHealth>;
+export type TcpHealthConfig = z.output<typeof zTcpHealth>;
+export type UdpListenerConfig = z.output<typeof zUdpListener>;
+export type SniConfig = z.output<typeof zSni>;
+export type ProxyProtocolConfig = z.output<typeof zProxyProtocol>;
 /** What a caller passes in code: the file's shape, before defaults. */
 export type BalancerConfigInput = z.input<typeof zBalancerConfig>;
 

@@ -133,6 +133,11 @@ export class L7Proxy {
     let last: Outcome | undefined;
     let backend: Backend | undefined;
     let queueMs = 0;
+    // A client that leaves while its request waits in the queue is not forwarded once a slot frees.
+    let clientGone = false;
+    res.once('close', () => {
+      clientGone = true;
+    });
     for (let attempt = 0; attempt < attempts; attempt++) {
       const q0 = performance.now();
       try {
@@ -147,6 +152,11 @@ export class L7Proxy {
         return;
       }
       queueMs += performance.now() - q0;
+      if (clientGone) {
+        rt.pool.release(backend);
+        this.logAccess(req, fwd.requestId, fwd.clientIp, route.pool, backend.id, 499, t0, queueMs, 0, 0, attempt);
+        return;
+      }
       tried.add(backend);
       const canRetry = attempt + 1 < attempts;
       const setCookie = rt.sticky && backend !== preferred ? rt.sticky.setCookieHeader(backend.id, proto === 'https') : undefined;
