@@ -38,6 +38,10 @@ export class Backend implements BackendView {
   /** Totals for the admin API and metrics. */
   requests = 0;
   failures = 0;
+  /** L4 totals: TCP connections and UDP flows opened to this backend, bytes client -> backend (in) and backend -> client (out). */
+  connections = 0;
+  bytesIn = 0;
+  bytesOut = 0;
 
   constructor(
     config: BackendConfig,

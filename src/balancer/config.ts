@@ -167,7 +167,9 @@ export const zProxyProtocol = z.strictObject({
    * Read a PROXY header from the downstream peer (a proxy in front of this one) and use its source
    * address for ip-hash and for `send`. "v1" or "v2": that version is required; "any": either is
    * required; "optional": taken when present, otherwise the bytes pass through as data. A required
-   * header that is missing, malformed or late (timeouts.headers) closes the connection. Default none.
+   * header that is missing, malformed or late (timeouts.headers) closes the connection. With
+   * "optional", a client that sends nothing (a server-speaks-first protocol) is only forwarded once
+   * timeouts.headers has passed. Default none.
    */
   accept: z.enum(['v1', 'v2', 'any', 'optional']).optional(),
   /**

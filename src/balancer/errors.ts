@@ -8,6 +8,8 @@ export type BalancerErrorCode =
   | 'ARCHLAB_UPSTREAM_TIMEOUT'
   | 'ARCHLAB_UPSTREAM_RESET'
   | 'ARCHLAB_BAD_REQUEST'
+  /** An active TCP health check connected but did not read the bytes it expects. */
+  | 'ARCHLAB_HEALTH_UNEXPECTED'
   | 'ARCHLAB_BALANCER_CONFIG';
 
 /** Errors of the balancer; `retryable` says whether another backend might succeed. */

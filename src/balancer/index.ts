@@ -1,4 +1,4 @@
-/** archlab/balancer: an HTTP (L7) load balancer and reverse proxy. See docs/balancer.md. */
+/** archlab/balancer: an HTTP (L7) load balancer and reverse proxy, with TCP and UDP (L4) listeners. See docs/balancer.md. */
 export { startBalancer, type BalancerHandle, type BalancerOptions } from './server.js';
 export {
   balancerConfig,

@@ -12,6 +12,7 @@ import type { Backend } from './backend.js';
 import type { BalancerConfig } from './config.js';
 import { ActiveHealthChecker } from './health/active.js';
 import { OutlierDetector } from './health/outlier.js';
+import { tcpHealthChecker } from './health/tcp.js';
 import { TrustedProxies } from './l7/headers.js';
 import { Router } from './l7/router.js';
 import { StickyCookies } from './l7/sticky.js';
@@ -60,18 +61,20 @@ export function buildState(config: BalancerConfig, deps: RuntimeDeps, previous?:
       if (e.type === 'returned') pool.wake();
     };
     const outliers = pc.health.passive ? new OutlierDetector(pc.health.passive, deps.clock, () => pool.backends, onEvent) : undefined;
+    const checks = {
+      clock: deps.clock,
+      backends: () => pool.backends,
+      onTransition: (b: Backend, up: boolean, detail: string) => {
+        deps.metrics.healthTransitions.inc({ pool: pc.name, backend: b.id, to: up ? 'up' : 'down' });
+        deps.logger.warn({ pool: pc.name, backend: b.id, up, detail }, up ? 'backend up' : 'backend down');
+        if (up) pool.wake();
+      },
+    };
     const health = pc.health.active
-      ? new ActiveHealthChecker({
-          config: pc.health.active,
-          clock: deps.clock,
-          backends: () => pool.backends,
-          onTransition: (b, up, detail) => {
-            deps.metrics.healthTransitions.inc({ pool: pc.name, backend: b.id, to: up ? 'up' : 'down' });
-            deps.logger.warn({ pool: pc.name, backend: b.id, up, detail }, up ? 'backend up' : 'backend down');
-            if (up) pool.wake();
-          },
-        })
-      : undefined;
+      ? new ActiveHealthChecker({ ...checks, config: pc.health.active })
+      : pc.health.tcp
+        ? tcpHealthChecker({ ...checks, config: pc.health.tcp })
+        : undefined;
     const sticky = pc.sticky
       ? new StickyCookies({ pool: pc.name, cookie: pc.sticky.cookie, secret: config.cookieSecret ?? deps.fallbackSecret, maxAgeMs: pc.sticky.maxAgeMs })
       : undefined;

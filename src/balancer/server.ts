@@ -1,5 +1,5 @@
 /**
- * `startBalancer(config)`: listeners (HTTP/1.1, HTTPS with HTTP/2 by ALPN, redirect), the proxy, health
+ * `startBalancer(config)`: listeners (HTTP/1.1, HTTPS with HTTP/2 by ALPN, redirect; TCP and UDP in l4/), the proxy, health
  * checks, the admin listener; `reload(config)` swaps the config without dropping in-flight requests;
  * `close()` drains.
  */
@@ -15,6 +15,7 @@ import { createRegistry, startAdminServer } from '../core/metrics.js';
 import { SystemRandom, type Random } from '../core/random.js';
 import { adminRoutes } from './admin/api.js';
 import { balancerConfig, type BalancerConfig, type BalancerConfigInput, type ListenerConfig } from './config.js';
+import { startL4Listener } from './l4/listener.js';
 import { CertificateStore } from './l7/certs.js';
 import { L7Proxy } from './l7/proxy.js';
 import { BalancerMetrics } from './metrics.js';
@@ -53,7 +54,7 @@ export async function startBalancer(input: BalancerConfigInput | BalancerConfig,
   const registry = createRegistry({ defaultMetrics: config.metrics.defaultMetrics });
   let state: ProxyState;
   const metrics = new BalancerMetrics(registry, function* () {
-    for (const rt of state.pools.values()) for (const b of rt.pool.backends) yield { pool: rt.pool.name, backend: b.id, active: b.active };
+    for (const rt of state.pools.values()) for (const b of rt.pool.backends) yield { pool: rt.pool.name, backend: b.id, active: b.active, connections: b.connections, bytesIn: b.bytesIn, bytesOut: b.bytesOut };
   });
   const fallbackSecret = newCookieSecret();
   const deps = { clock, random, logger, metrics, fallbackSecret };
@@ -71,6 +72,11 @@ export async function startBalancer(input: BalancerConfigInput | BalancerConfig,
 
   try {
     for (const lc of config.listeners) {
+      if (lc.mode !== 'http') {
+        handles.push(await startL4Listener(lc, { state: () => state, metrics, logger }, config.timeouts.drainMs));
+        logger.info({ listener: lc.name ?? lc.mode, mode: lc.mode, address: handles.at(-1)!.address }, 'listening');
+        continue;
+      }
       const { server, proto } = createListener(lc, config, proxy, metrics, certStores);
       handles.push(await listen(server, { host: lc.host, port: lc.port, drainTimeoutMs: config.timeouts.drainMs }));
       logger.info({ listener: lc.name ?? proto, address: handles.at(-1)!.address, tls: lc.tls !== undefined }, 'listening');

@@ -38,6 +38,9 @@ export function describeBackend(b: Backend, now: number): Record<string, unknown
     ejections: b.ejections,
     requests: b.requests,
     failures: b.failures,
+    connections: b.connections,
+    bytesIn: b.bytesIn,
+    bytesOut: b.bytesOut,
   };
 }
 

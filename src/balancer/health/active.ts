@@ -50,6 +50,12 @@ export interface ActiveHealthCheckerOptions {
   onTransition?: (b: Backend, up: boolean, detail: string) => void;
   /** Replaces the HTTP request (tests, other protocols). Default: httpHealthRequest with `clock`. */
   request?: HealthRequest;
+  /**
+   * How transition details name a check, for a `request` that is not an HTTP GET (health/tcp.ts).
+   * Default `GET <path>`, with details such as "GET /healthz -> 200"; with a label they read
+   * "<label>: ok", "<label>: no answer within 1000 ms" and "<label> failed: <reason>".
+   */
+  label?: string;
 }
 
 interface CheckState {
@@ -73,6 +79,8 @@ export class ActiveHealthChecker {
   private readonly backends: () => readonly Backend[];
   private readonly onTransition: ((b: Backend, up: boolean, detail: string) => void) | undefined;
   private readonly request: HealthRequest;
+  private readonly label: string;
+  private readonly custom: boolean;
   private readonly states = new Map<Backend, CheckState>();
   private roundTimer: TimerHandle | undefined;
   private running = false;
@@ -92,6 +100,8 @@ export class ActiveHealthChecker {
     this.onTransition = opts.onTransition;
     const clock = opts.clock;
     this.request = opts.request ?? ((b, path, timeoutMs, signal) => httpHealthRequest(b, path, timeoutMs, { clock, signal }));
+    this.custom = opts.label !== undefined;
+    this.label = opts.label ?? `GET ${config.path}`;
   }
 
   /** Checks every backend now, then every intervalMs. Does nothing if already running. */
@@ -157,6 +167,7 @@ export class ActiveHealthChecker {
   /** Runs one request under the checker's timeout; undefined when aborted (stop, removal). */
   private probe(b: Backend, st: CheckState): Promise<Outcome | undefined> {
     const { path, timeoutMs, expectStatus } = this.config;
+    const { label, custom } = this;
     return new Promise<Outcome | undefined>((resolve) => {
       const controller = new AbortController();
       let settled = false;
@@ -167,23 +178,23 @@ export class ActiveHealthChecker {
         if (abortRequest) controller.abort();
         resolve(outcome);
       };
-      const timer = this.clock.setTimer(timeoutMs, () => settle({ ok: false, detail: `GET ${path}: no response headers within ${timeoutMs} ms` }, true));
+      const timer = this.clock.setTimer(timeoutMs, () => settle({ ok: false, detail: `${label}: no ${custom ? 'answer' : 'response headers'} within ${timeoutMs} ms` }, true));
       st.abort = () => settle(undefined, true);
       let pending: Promise<number>;
       try {
         pending = this.request(b, path, timeoutMs, controller.signal);
       } catch (err) {
-        settle({ ok: false, detail: `GET ${path} failed: ${describe(err)}` });
+        settle({ ok: false, detail: `${label} failed: ${describe(err)}` });
         return;
       }
       pending.then(
         (status) =>
           settle(
             expectStatus.includes(status)
-              ? { ok: true, detail: `GET ${path} -> ${status}` }
-              : { ok: false, detail: `GET ${path} -> ${status}, expected ${expectStatus.join(' or ')}` },
+              ? { ok: true, detail: custom ? `${label}: ok` : `${label} -> ${status}` }
+              : { ok: false, detail: `${label} -> ${status}, expected ${expectStatus.join(' or ')}` },
           ),
-        (err: unknown) => settle({ ok: false, detail: `GET ${path} failed: ${describe(err)}` }),
+        (err: unknown) => settle({ ok: false, detail: `${label} failed: ${describe(err)}` }),
       );
     });
   }
