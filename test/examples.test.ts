@@ -5,6 +5,8 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { loadBalancerConfig } from '../src/balancer/config.js';
 import { CertificateStore } from '../src/balancer/l7/certs.js';
+import { loadUsersFile } from '../src/proxy/auth.js';
+import { loadProxyConfig } from '../src/proxy/config.js';
 
 const root = join(import.meta.dirname, '..', 'examples');
 
@@ -13,6 +15,11 @@ const loaders: Record<string, (file: string) => void> = {
     const config = loadBalancerConfig(file);
     assert.ok(config.pools.length > 0);
     for (const l of config.listeners) if (l.tls) new CertificateStore(l.tls.certificates);
+  },
+  proxy: (file) => {
+    const config = loadProxyConfig(file);
+    assert.ok(config.listeners.length > 0);
+    if (config.auth?.usersFile) assert.ok(loadUsersFile(config.auth.usersFile).size > 0);
   },
 };
 

@@ -5,10 +5,10 @@ import { loadBalancerConfig } from '../balancer/config.js';
 import { startBalancer } from '../balancer/server.js';
 import type { CliContext } from './context.js';
 
-/** `archlab balance --config lb.yaml`: the L7 load balancer as a process. */
+/** `archlab balance --config lb.yaml`: the load balancer (L7, and L4 listeners) as a process. */
 export function balanceCommand(ctx: CliContext, logLevel: () => string): Command {
   return new Command('balance')
-    .description('HTTP load balancer and reverse proxy: routing, 8 algorithms, health checks, sticky sessions, TLS and HTTP/2, retries, admin API')
+    .description('HTTP load balancer and reverse proxy: routing, 8 algorithms, health checks, sticky sessions, TLS and HTTP/2, retries, admin API; TCP and UDP (L4) listeners with PROXY protocol and SNI passthrough')
     .requiredOption('-c, --config <file>', 'YAML or JSON config (see examples/balancer/)')
     .action(async (o: { config: string }) => {
       const config = loadBalancerConfig(o.config);

@@ -4,6 +4,7 @@ import { isArchlabError } from '../core/errors.js';
 import { defaultContext, type CliContext } from './context.js';
 import { demoCommand } from './demo.js';
 import { balanceCommand } from './balance.js';
+import { proxyCommand } from './proxy.js';
 import { ringCommand } from './ring.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -22,6 +23,7 @@ export function createProgram(ctxFor: (logLevel: () => string) => CliContext = d
     .exitOverride();
   program.addCommand(ringCommand(ctx));
   program.addCommand(balanceCommand(ctx, () => (program.opts().logLevel as string | undefined) ?? 'info'));
+  program.addCommand(proxyCommand(ctx, () => (program.opts().logLevel as string | undefined) ?? 'info'));
   program.addCommand(demoCommand(ctx, () => program.helpInformation()));
   // Every subcommand reports errors through the same path and never calls process.exit itself.
   for (const cmd of program.commands) {

@@ -1,0 +1,715 @@
+/**
+ * The L7 load balancer against its peers on loopback: one shared node:http backend answering 64
+ * bytes, the same wrk load (closed loop, 50 connections, same duration) through each of: nothing
+ * (direct), archlab (one process, and node:cluster on two workers), nginx with one worker and
+ * upstream keepalive, HAProxy in http mode with one thread, the `http-proxy` npm package and
+ * fastify with `@fastify/reply-from` (undici). Then the added latency at half of archlab's maximum
+ * rate (open loop, fixed rate), and every picking algorithm on three backends of 1, 5 and 20 ms.
+ *
+ * Every system under test, the backends too, runs in its own process group (bench/balancer-l7/),
+ * so none shares an event loop with the load generator; all are stopped at the end, even on error.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { backendBody, type FixedRateResult } from './balancer-l7/common.js';
+import { HAPROXY_BALANCE, NGINX_BALANCE, haproxyConfig, nginxConfig, type ProxySite } from './balancer-l7/configs.js';
+import { BenchProcessError, Child, cpuSnapshot, findBinary, freePort, hasPackage, httpGet, otherCpuShare, sleep } from './balancer-l7/procs.js';
+import { errorCount, runWrk, type WrkResult } from './balancer-l7/wrk.js';
+import { ROOT, find, format, table, type Bench, type BenchContext, type Results } from './harness.js';
+
+const CONNECTIONS = 50;
+export const SCENARIO = `GET 64B, ${CONNECTIONS} conns`;
+export const HALF_SCENARIO = 'GET 64B, half load';
+export const ALGO_SCENARIO = 'three backends 1/5/20 ms';
+/** The same backends at a fixed rate well under every balancer's capacity (full runs). */
+export const ALGO_OPEN_SCENARIO = 'three backends 1/5/20 ms, fixed rate';
+const DELAYS = { fast: 1, medium: 5, slow: 20 } as const;
+type Speed = keyof typeof DELAYS;
+const SPEEDS = Object.keys(DELAYS) as Speed[];
+
+/** The systems of the main table, in the order measured and shown. */
+export const SYSTEMS = {
+  direct: 'direct',
+  archlab: 'archlab',
+  cluster: 'archlab cluster x2',
+  nginx: 'nginx (1 worker)',
+  haproxy: 'haproxy (1 thread)',
+  httpProxy: 'http-proxy',
+  replyFrom: '@fastify/reply-from',
+} as const;
+
+const ARCHLAB_ALGORITHMS = ['round-robin', 'least-connections', 'p2c', 'peak-ewma'] as const;
+/** Measured in full runs only (quick must stay under a minute). */
+const ARCHLAB_ALGORITHMS_FULL = ['random'] as const;
+
+/** A share of requests with errors above this voids a run's numbers (they are kept, flagged). */
+const MAX_ERROR_SHARE = 0.001;
+/** Share of the machine's CPUs that processes outside the bench may take before a run is flagged (and, in full runs, repeated). */
+const MAX_OTHER_CPU = 0.1;
+/** The fixed-rate generator's timer fires ~1 ms late as a rule; later than this (p99) is noted. */
+const MAX_GENERATOR_LATE_MS = 5;
+
+interface Settings {
+  /** wrk runs, whole seconds (wrk takes no fractions). */
+  warmupS: number;
+  durationS: number;
+  /** Measured seconds per algorithm in the three-backend table. */
+  algoDurationS: number;
+  /** Longest wait for other processes to leave the CPUs alone before each measurement (0: don't wait). */
+  quietWaitS: number;
+  /** Timed runs per measurement at most: a run disturbed by other processes is repeated. */
+  attempts: number;
+  /** Total seconds the whole bench may spend waiting for quiet and repeating disturbed runs. */
+  extraBudgetS: number;
+  threads: number;
+  fixedWarmupS: number;
+  fixedDurationS: number;
+  /** Open-loop rate for the algorithm table at a fixed rate, req/s; 0 leaves that table out. */
+  algoOpenRate: number;
+  algoOpenWarmupS: number;
+  algoOpenDurationS: number;
+}
+
+const QUICK: Settings = {
+  warmupS: 1, durationS: 3, algoDurationS: 2, quietWaitS: 0, attempts: 1, extraBudgetS: 0, threads: 1,
+  fixedWarmupS: 0.5, fixedDurationS: 2, algoOpenRate: 0, algoOpenWarmupS: 0, algoOpenDurationS: 0,
+};
+const FULL: Settings = {
+  warmupS: 2, durationS: 10, algoDurationS: 6, quietWaitS: 10, attempts: 2, extraBudgetS: 60, threads: 1,
+  fixedWarmupS: 2, fixedDurationS: 8, algoOpenRate: 1000, algoOpenWarmupS: 2, algoOpenDurationS: 6,
+};
+
+/** A running system: where to send requests, and the process group to charge CPU to. */
+interface Target {
+  system: string;
+  url: string;
+  child: Child;
+}
+
+const NODE_SCRIPT = (script: string): string[] => ['--import', 'tsx', join(ROOT, 'bench', 'balancer-l7', script)];
+
+class Run {
+  readonly children: Child[] = [];
+  /** Measurements that processes outside the bench disturbed, noted once at the end. */
+  readonly disturbed: string[] = [];
+  private readonly noted = new Set<string>();
+  /** Left of Settings.extraBudgetS, in ms. */
+  private extraLeftMs: number;
+  readonly dir = mkdtempSync(join(tmpdir(), 'archlab-bench-l7-'));
+
+  constructor(
+    readonly ctx: BenchContext,
+    readonly s: Settings,
+    readonly wrk: string,
+  ) {
+    this.extraLeftMs = s.extraBudgetS * 1000;
+  }
+
+  /** Whether a disturbed run may be repeated (and then charges its time to the budget). */
+  private mayRepeat(attempt: number, runMs: number): boolean {
+    if (attempt + 1 >= this.s.attempts || this.extraLeftMs < runMs) return false;
+    this.extraLeftMs -= runMs;
+    return true;
+  }
+
+  spawn(name: string, command: string, args: string[]): Child {
+    const c = new Child(command, args, { name, cwd: ROOT });
+    this.children.push(c);
+    return c;
+  }
+
+  async stopAll(): Promise<void> {
+    await Promise.all(this.children.map((c) => c.stop()));
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  /** A note said once, however many systems share its cause (every archlab variant, say). */
+  noteOnce(text: string): void {
+    if (this.noted.has(text)) return;
+    this.noted.add(text);
+    this.ctx.note(text);
+  }
+
+  /** A child script printing its ready line; undefined (with a note) when it cannot run here. */
+  async startScript(system: string, script: string, args: string[]): Promise<Target | undefined> {
+    const child = this.spawn(system, process.execPath, [...NODE_SCRIPT(script), ...args]);
+    try {
+      const line = await child.readyLine(30_000);
+      if ('port' in line) return { system, url: `http://127.0.0.1:${line.port}/`, child };
+      const who = system.startsWith('archlab') ? 'archlab rows' : system;
+      this.noteOnce(`${who} skipped: ${'unavailable' in line ? line.unavailable : `failed to start: ${line.failed}`}`);
+    } catch (err) {
+      this.ctx.note(`${system} skipped: ${(err as Error).message}`);
+    }
+    await child.stop();
+    return undefined;
+  }
+
+  async backend(name: string, delayMs: number): Promise<{ port: number; child: Child }> {
+    const child = this.spawn(`backend ${name}`, process.execPath, [...NODE_SCRIPT('backend.ts'), '0', '--name', name, '--delay-ms', String(delayMs)]);
+    const line = await child.readyLine(30_000);
+    if (!('port' in line)) throw new BenchProcessError(`backend ${name} did not start: ${JSON.stringify(line)}`);
+    return { port: line.port, child };
+  }
+
+  /** nginx serving every site from one master and one worker; undefined (noted) when not installed or failing. */
+  async nginx(sites: ProxySite[]): Promise<Child | undefined> {
+    const bin = findBinary('nginx');
+    if (!bin) {
+      this.ctx.note('nginx not installed, skipped: apt-get install -y nginx');
+      return undefined;
+    }
+    const conf = join(this.dir, 'nginx.conf');
+    writeFileSync(conf, nginxConfig(this.dir, sites));
+    const child = this.spawn('nginx', bin, ['-p', `${this.dir}/`, '-c', conf, '-e', join(this.dir, 'nginx-startup.log')]);
+    return this.waitSites('nginx', child, sites, () => readTail(join(this.dir, 'nginx-error.log')) || readTail(join(this.dir, 'nginx-startup.log')));
+  }
+
+  async haproxy(sites: ProxySite[]): Promise<Child | undefined> {
+    const bin = findBinary('haproxy');
+    if (!bin) {
+      this.ctx.note('haproxy not installed, skipped: apt-get install -y haproxy');
+      return undefined;
+    }
+    const cfg = join(this.dir, 'haproxy.cfg');
+    writeFileSync(cfg, haproxyConfig(sites));
+    // -db: stay in the foreground, no daemon, so the process group is ours to stop.
+    const child = this.spawn('haproxy', bin, ['-db', '-f', cfg]);
+    return this.waitSites('haproxy', child, sites, () => '');
+  }
+
+  private async waitSites(name: string, child: Child, sites: ProxySite[], log: () => string): Promise<Child | undefined> {
+    try {
+      for (const site of sites) await child.waitForPort(site.port, 15_000);
+      return child;
+    } catch (err) {
+      this.ctx.note(`${name} skipped: ${(err as Error).message}${log() ? ` (${log()})` : ''}`);
+      await child.stop();
+      return undefined;
+    }
+  }
+
+  /** A benchmark of a wrong answer is void: three GETs must each come back 200 with a backend's body. */
+  async verify(t: Target, bodies: string[]): Promise<boolean> {
+    try {
+      for (let i = 0; i < 3; i++) {
+        const r = await httpGet(t.url);
+        if (r.status !== 200 || !bodies.includes(r.body)) {
+          this.ctx.note(`${t.system} answered ${r.status} ${JSON.stringify(r.body.slice(0, 80))} instead of the backend's 200 and body; not measured`);
+          return false;
+        }
+      }
+      return true;
+    } catch (err) {
+      this.ctx.note(`${t.system}: GET failed (${(err as Error).message}); not measured`);
+      return false;
+    }
+  }
+
+  /** Process groups of everything this run started. */
+  groups(): number[] {
+    return this.children.map((c) => c.pid).filter((p): p is number => p !== undefined);
+  }
+
+  /**
+   * Warm-up (discarded), then the timed wrk run; rows for req/s, latency, CPU and errors. The CPU
+   * used meanwhile by processes outside the bench is measured too; in a full run a measurement
+   * disturbed by more than MAX_OTHER_CPU of the machine is repeated (twice at most) and the least
+   * disturbed one kept.
+   */
+  async measure(
+    t: Target,
+    scenario: string,
+    durationS: number,
+    extra: { p90?: boolean; counters?: () => Promise<number[]> } = {},
+  ): Promise<{ r: WrkResult; counted?: number[] } | undefined> {
+    const { ctx } = this;
+    let best: { r: WrkResult; cpuMs: number; other: number; counted?: number[] } | undefined;
+    try {
+      await runWrk({ wrk: this.wrk, url: t.url, connections: CONNECTIONS, threads: this.s.threads, durationS: this.s.warmupS });
+      for (let attempt = 0; ; attempt++) {
+        await this.waitQuiet(t.system);
+        const c0 = await extra.counters?.();
+        const a = cpuSnapshot();
+        const r = await runWrk({ wrk: this.wrk, url: t.url, connections: CONNECTIONS, threads: this.s.threads, durationS });
+        const b = cpuSnapshot();
+        const c1 = await extra.counters?.();
+        const counted = c0 && c1 ? c1.map((x, i) => x - (c0[i] ?? 0)) : undefined;
+        const cpuMs = a && b && t.child.pid !== undefined ? (b.groups.get(t.child.pid) ?? 0) - (a.groups.get(t.child.pid) ?? 0) : Number.NaN;
+        const other = a && b ? otherCpuShare(a, b, this.groups(), cpus().length) : 0;
+        if (!best || other < best.other) best = { r, cpuMs, other, ...(counted ? { counted } : {}) };
+        if (other <= MAX_OTHER_CPU || !this.mayRepeat(attempt, durationS * 1000)) break;
+        ctx.log(`  (${t.system}: other processes took ${pct(other)} of the CPUs; measuring again)`);
+      }
+    } catch (err) {
+      ctx.note(`${t.system} (${scenario}): wrk failed: ${(err as Error).message}`);
+      return undefined;
+    }
+    const { r, cpuMs, other, counted } = best!;
+    ctx.row({ system: t.system, scenario, metric: 'req/s', value: r.rps, unit: 'req/s' });
+    ctx.row({ system: t.system, scenario, metric: 'p50', value: r.p50Ms, unit: 'ms' });
+    if (extra.p90) ctx.row({ system: t.system, scenario, metric: 'p90', value: r.p90Ms, unit: 'ms' });
+    ctx.row({ system: t.system, scenario, metric: 'p99', value: r.p99Ms, unit: 'ms' });
+    if (Number.isFinite(cpuMs) && r.requests > 0) ctx.row({ system: t.system, scenario, metric: 'CPU per 1k req', value: (cpuMs / r.requests) * 1000, unit: 'ms' });
+    ctx.row({ system: t.system, scenario, metric: 'other CPU', value: other, unit: 'share of machine' });
+    if (other > MAX_OTHER_CPU) this.disturbed.push(`${t.system} (${scenario}) ${pct(other)}`);
+    const errors = errorCount(r);
+    if (errors > 0) {
+      ctx.row({ system: t.system, scenario, metric: 'errors', value: errors, unit: 'requests' });
+      const se = r.socketErrors;
+      const share = errors / Math.max(1, r.requests);
+      ctx.note(
+        `${t.system} (${scenario}): ${r.non2xx} non-2xx/3xx, socket errors connect ${se.connect} read ${se.read} write ${se.write} timeout ${se.timeout} ` +
+          `in ${r.requests} requests${share > MAX_ERROR_SHARE ? `: above ${MAX_ERROR_SHARE * 100}%, its numbers are flagged as unreliable` : ''}`,
+      );
+    }
+    return { r, ...(counted ? { counted } : {}) };
+  }
+
+  /** Full runs: waits (up to quietWaitS) until processes outside the bench take at most MAX_OTHER_CPU of the CPUs. */
+  async waitQuiet(system: string): Promise<void> {
+    const deadline = Date.now() + Math.min(this.s.quietWaitS * 1000, this.extraLeftMs);
+    let waited = false;
+    while (Date.now() < deadline) {
+      const a = cpuSnapshot();
+      await sleep(500);
+      const b = cpuSnapshot();
+      if (!a || !b || otherCpuShare(a, b, this.groups(), cpus().length) <= MAX_OTHER_CPU) break;
+      this.extraLeftMs -= 500;
+      if (!waited) this.ctx.log(`  (waiting for other processes to leave the CPUs before measuring ${system})`);
+      waited = true;
+    }
+  }
+
+  async fixedRate(
+    t: Target,
+    rate: number,
+    o: { warmupS: number; durationS: number; countBodies?: boolean },
+  ): Promise<(FixedRateResult & { other: number }) | undefined> {
+    const args = [
+      ...NODE_SCRIPT('fixedrate.ts'),
+      '--url', t.url, '--rate', String(rate), '--duration-s', String(o.durationS), '--warmup-s', String(o.warmupS),
+      '--connections', '64', '--expect-bytes', '64', ...(o.countBodies ? ['--count-bodies'] : []),
+    ];
+    let best: (FixedRateResult & { other: number }) | undefined;
+    try {
+      for (let attempt = 0; ; attempt++) {
+        await this.waitQuiet(t.system);
+        const a = cpuSnapshot();
+        const fr = await runJson<FixedRateResult>(process.execPath, args, (o.warmupS + o.durationS + 20) * 1000);
+        const b = cpuSnapshot();
+        // The generator's warm-up and start-up fall inside the window; both are this process's children.
+        const other = a && b ? otherCpuShare(a, b, this.groups(), cpus().length) : 0;
+        if (!best || other < best.other) best = { ...fr, other };
+        if (other <= MAX_OTHER_CPU || !this.mayRepeat(attempt, (o.warmupS + o.durationS) * 1000)) break;
+        this.ctx.log(`  (${t.system}: other processes took ${pct(other)} of the CPUs; measuring again)`);
+      }
+      if (!(best.completed > 0 && Number.isFinite(best.p99Ms))) {
+        this.ctx.note(`${t.system}: none of ${best.scheduled} requests at a fixed rate came back 200 with the 64-byte body; not measured`);
+        return undefined;
+      }
+      if (best.errors > 0) this.ctx.note(`${t.system} (fixed rate ${rate} req/s): ${best.errors} of ${best.scheduled} requests failed`);
+      if (best.achievedRate < rate * 0.95) this.ctx.note(`${t.system} (fixed rate ${rate} req/s): completed only ${Math.round(best.achievedRate)} req/s`);
+      if (best.p99LateMs > MAX_GENERATOR_LATE_MS) {
+        this.ctx.note(`${t.system} (fixed rate ${rate} req/s): the load generator issued 1% of requests more than ${best.p99LateMs.toFixed(1)} ms late (CPU contention), so the load was burstier than asked`);
+      }
+      return best;
+    } catch (err) {
+      this.ctx.note(`${t.system}: fixed-rate load failed: ${(err as Error).message}`);
+      return undefined;
+    }
+  }
+}
+
+function pct(x: number): string {
+  return `${Math.round(x * 100)}%`;
+}
+
+function readTail(file: string): string {
+  try {
+    return readFileSync(file, 'utf8').trim().split('\n').slice(-3).join(' | ');
+  } catch {
+    return '';
+  }
+}
+
+/** Runs a child to completion and parses the last JSON line it prints; bounded by `timeoutMs`. */
+function runJson<T>(command: string, args: string[], timeoutMs: number): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(command, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    p.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+    p.stderr.setEncoding('utf8').on('data', (d: string) => (err = (err + d).slice(-2000)));
+    const guard = setTimeout(() => p.kill('SIGKILL'), timeoutMs);
+    p.on('error', (e) => {
+      clearTimeout(guard);
+      reject(e);
+    });
+    p.on('exit', (code, signal) => {
+      clearTimeout(guard);
+      const last = out.trim().split('\n').pop() ?? '';
+      if (code === 0 && last.startsWith('{')) resolve(JSON.parse(last) as T);
+      else reject(new BenchProcessError(`${signal ? `killed by ${signal}` : `exited with code ${code}`}: ${err.trim() || out.trim()}`));
+    });
+  });
+}
+
+/** Share of CPU time busy across all cores over `ms`, from /proc/stat (undefined off Linux). */
+async function machineBusy(ms: number): Promise<number | undefined> {
+  const read = (): number[] | undefined => {
+    try {
+      const line = readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '';
+      return line.trim().split(/\s+/).slice(1).map(Number);
+    } catch {
+      return undefined;
+    }
+  };
+  const a = read();
+  await sleep(ms);
+  const b = read();
+  if (!a || !b) return undefined;
+  const d = b.map((v, i) => v - (a[i] ?? 0));
+  const total = d.reduce((x, y) => x + y, 0);
+  const idle = (d[3] ?? 0) + (d[4] ?? 0);
+  return total > 0 ? 1 - idle / total : undefined;
+}
+
+async function backendServed(port: number): Promise<number> {
+  const r = await httpGet(`http://127.0.0.1:${port}/__stats`);
+  return (JSON.parse(r.body) as { served: number }).served;
+}
+
+async function run(ctx: BenchContext): Promise<void> {
+  const s = ctx.quick ? QUICK : FULL;
+  const wrk = findBinary('wrk');
+  if (!wrk) {
+    ctx.note('wrk not installed, nothing measured: apt-get install -y wrk');
+    return;
+  }
+  const busy = await machineBusy(300);
+  if (busy !== undefined && busy > 0.1) {
+    ctx.note(`the machine was ${Math.round(busy * 100)}% busy before the run (other processes); every number below is lower and noisier than on an idle machine`);
+  }
+  ctx.log(`\nwrk -t${s.threads} -c${CONNECTIONS}, ${s.warmupS}s warm-up + ${s.durationS}s measured per system; every process under test in its own process group`);
+
+  const r = new Run(ctx, s, wrk);
+  // Stop everything on Ctrl-C too; the default would leave the detached groups running.
+  const onSignal = (): void => {
+    void r.stopAll().finally(() => process.exit(130));
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  try {
+    await measureAll(ctx, r, s);
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    await r.stopAll();
+  }
+}
+
+async function measureAll(ctx: BenchContext, r: Run, s: Settings): Promise<void> {
+  const quick = ctx.quick;
+  const t0 = Date.now();
+  const elapsed = (): string => `[${((Date.now() - t0) / 1000).toFixed(0)}s]`;
+  const [mainBackend, ...speedBackends] = await Promise.all([
+    r.backend('main', 0),
+    r.backend('fast', DELAYS.fast),
+    r.backend('medium', DELAYS.medium),
+    r.backend('slow', DELAYS.slow),
+  ]);
+  const mainPort = mainBackend.port;
+  const three = speedBackends.map((b) => b.port);
+  const speedPorts = Object.fromEntries(SPEEDS.map((n, i) => [n, three[i]!])) as Record<Speed, number>;
+  const mainBody = [backendBody('main')];
+  const threeBodies = SPEEDS.map((n) => backendBody(n));
+
+  // Peers' own algorithms on the three backends are measured in full runs, beside archlab's.
+  const nginxAlgos = quick ? [] : (Object.keys(NGINX_BALANCE) as (keyof typeof NGINX_BALANCE)[]);
+  const haproxyAlgos = quick ? [] : (Object.keys(HAPROXY_BALANCE) as (keyof typeof HAPROXY_BALANCE)[]);
+  const nginxSites: ProxySite[] = [{ port: await freePort(), backends: [mainPort], balance: '' }];
+  for (const a of nginxAlgos) nginxSites.push({ port: await freePort(), backends: three, balance: NGINX_BALANCE[a] });
+  const haproxySites: ProxySite[] = [{ port: await freePort(), backends: [mainPort], balance: 'roundrobin' }];
+  for (const a of haproxyAlgos) haproxySites.push({ port: await freePort(), backends: three, balance: HAPROXY_BALANCE[a] });
+
+  const algorithms = [...ARCHLAB_ALGORITHMS, ...(quick ? [] : ARCHLAB_ALGORITHMS_FULL)];
+  const peerScript = (system: string, pkgs: string[], script: string): Promise<Target | undefined> => {
+    const missing = pkgs.filter((p) => !hasPackage(p));
+    if (missing.length) {
+      ctx.note(`peer ${missing.join(', ')} not installed, ${system} skipped: npm install (it is a devDependency) or npm install --no-save ${missing.join(' ')}`);
+      return Promise.resolve(undefined);
+    }
+    return r.startScript(system, script, [String(mainPort)]);
+  };
+
+  // Start everything at once (idle processes cost nothing), then measure one at a time.
+  const [archlab, cluster, nginx, haproxy, httpProxy, replyFrom, ...algoTargets] = await Promise.all([
+    r.startScript(SYSTEMS.archlab, 'archlab.ts', ['--backends', `127.0.0.1:${mainPort}`]),
+    r.startScript(SYSTEMS.cluster, 'archlab.ts', ['--backends', `127.0.0.1:${mainPort}`, '--workers', '2']),
+    r.nginx(nginxSites),
+    r.haproxy(haproxySites),
+    peerScript(SYSTEMS.httpProxy, ['http-proxy'], 'http-proxy.ts'),
+    peerScript(SYSTEMS.replyFrom, ['fastify', '@fastify/reply-from'], 'reply-from.ts'),
+    ...algorithms.map((a) => r.startScript(`archlab ${a}`, 'archlab.ts', ['--backends', three.map((p) => `127.0.0.1:${p}`).join(','), '--algorithm', a])),
+  ]);
+  const at = (child: Child | undefined, system: string, port: number): Target | undefined => (child ? { system, url: `http://127.0.0.1:${port}/`, child } : undefined);
+  ctx.log(`${elapsed()} started ${r.children.filter((c) => !c.hasExited).length} processes`);
+
+  const main: (Target | undefined)[] = [
+    { system: SYSTEMS.direct, url: `http://127.0.0.1:${mainPort}/`, child: mainBackend.child },
+    archlab,
+    cluster,
+    at(nginx, SYSTEMS.nginx, nginxSites[0]!.port),
+    at(haproxy, SYSTEMS.haproxy, haproxySites[0]!.port),
+    httpProxy,
+    replyFrom,
+  ];
+
+  ctx.log(`\n${elapsed()} ${SCENARIO}: closed loop, req/s and latency; CPU is the process group's (for direct: the backend's)`);
+  const maxRps = new Map<string, number>();
+  for (const t of main) {
+    if (!t || !(await r.verify(t, mainBody))) continue;
+    const res = await r.measure(t, SCENARIO, s.durationS);
+    if (res) maxRps.set(t.system, res.r.rps);
+  }
+
+  // Added latency at half load: open loop at half of what archlab sustained, direct and through it.
+  const refName = maxRps.has(SYSTEMS.archlab) ? SYSTEMS.archlab : maxRps.has(SYSTEMS.nginx) ? SYSTEMS.nginx : undefined;
+  if (refName === undefined || !maxRps.has(SYSTEMS.direct)) {
+    ctx.note('half-load latency not measured: needs direct and archlab (or nginx) measured first');
+  } else {
+    const rate = Math.max(100, Math.round((maxRps.get(refName)! * 0.5) / 100) * 100);
+    if (refName !== SYSTEMS.archlab) ctx.note(`archlab not measured: half-load latency run at half of ${refName}'s maximum instead, for reference`);
+    ctx.log(`\n${elapsed()} ${HALF_SCENARIO}: open loop at ${rate} req/s (half of ${refName}'s maximum), ${s.fixedDurationS}s after ${s.fixedWarmupS}s warm-up`);
+    const halfTargets = main.filter(
+      (t): t is Target => !!t && (t.system === SYSTEMS.direct || t.system === refName || (!quick && (maxRps.get(t.system) ?? 0) >= rate * 1.5)),
+    );
+    let directP99: number | undefined;
+    for (const t of halfTargets) {
+      const fr = await r.fixedRate(t, rate, { warmupS: s.fixedWarmupS, durationS: s.fixedDurationS });
+      if (!fr) continue;
+      ctx.row({ system: t.system, scenario: HALF_SCENARIO, metric: 'rate', value: rate, unit: 'req/s' });
+      ctx.row({ system: t.system, scenario: HALF_SCENARIO, metric: 'p50', value: fr.p50Ms, unit: 'ms' });
+      ctx.row({ system: t.system, scenario: HALF_SCENARIO, metric: 'p99', value: fr.p99Ms, unit: 'ms' });
+      if (t.system === SYSTEMS.direct) directP99 = fr.p99Ms;
+      else if (directP99 !== undefined) ctx.row({ system: t.system, scenario: HALF_SCENARIO, metric: 'added p99', value: fr.p99Ms - directP99, unit: 'ms' });
+      ctx.row({ system: t.system, scenario: HALF_SCENARIO, metric: 'other CPU', value: fr.other, unit: 'share of machine' });
+      if (fr.other > MAX_OTHER_CPU) r.disturbed.push(`${t.system} (${HALF_SCENARIO}) ${pct(fr.other)}`);
+    }
+  }
+
+  // Algorithms: three backends whose latency differs; which share each took, and the tail.
+  ctx.log(`\n${elapsed()} ${ALGO_SCENARIO}: ${CONNECTIONS} connections, closed loop, ${s.warmupS}s warm-up + ${s.algoDurationS}s measured`);
+  const algoList: (Target | undefined)[] = [
+    ...algoTargets,
+    ...nginxAlgos.map((a, i) => at(nginx, `nginx ${a}`, nginxSites[i + 1]!.port)),
+    ...haproxyAlgos.map((a, i) => at(haproxy, `haproxy ${a}`, haproxySites[i + 1]!.port)),
+  ];
+  const verified: Target[] = [];
+  for (const t of algoList) {
+    if (!t || !(await r.verify(t, threeBodies))) continue;
+    verified.push(t);
+    const counters = (): Promise<number[]> => Promise.all(SPEEDS.map((n) => backendServed(speedPorts[n])));
+    const served = (await r.measure(t, ALGO_SCENARIO, s.algoDurationS, { p90: true, counters }))?.counted;
+    if (!served) continue;
+    // Requests each backend served during the measured run.
+    const total = served.reduce((a, b) => a + b, 0);
+    SPEEDS.forEach((n, i) => ctx.row({ system: t.system, scenario: ALGO_SCENARIO, metric: `share ${n}`, value: total ? served[i]! / total : 0, unit: 'fraction' }));
+  }
+
+  // The same at a fixed rate far under every balancer's capacity: latency is then the backends'
+  // and the picking, not CPU queueing in the balancer, and p99 shows whether the slow backend
+  // still gets more than 1% of requests.
+  if (s.algoOpenRate > 0) {
+    ctx.log(`\n${elapsed()} ${ALGO_OPEN_SCENARIO}: open loop at ${s.algoOpenRate} req/s, ${s.algoOpenWarmupS}s warm-up + ${s.algoOpenDurationS}s measured`);
+    for (const t of verified) {
+      const fr = await r.fixedRate(t, s.algoOpenRate, { warmupS: s.algoOpenWarmupS, durationS: s.algoOpenDurationS, countBodies: true });
+      if (!fr) continue;
+      const sc = ALGO_OPEN_SCENARIO;
+      ctx.row({ system: t.system, scenario: sc, metric: 'rate', value: s.algoOpenRate, unit: 'req/s' });
+      ctx.row({ system: t.system, scenario: sc, metric: 'p50', value: fr.p50Ms, unit: 'ms' });
+      ctx.row({ system: t.system, scenario: sc, metric: 'p90', value: fr.p90Ms, unit: 'ms' });
+      ctx.row({ system: t.system, scenario: sc, metric: 'p99', value: fr.p99Ms, unit: 'ms' });
+      const counted = SPEEDS.map((n) => fr.bodies?.[backendBody(n)] ?? 0);
+      const total = counted.reduce((a, b) => a + b, 0);
+      SPEEDS.forEach((n, i) => ctx.row({ system: t.system, scenario: sc, metric: `share ${n}`, value: total ? counted[i]! / total : 0, unit: 'fraction' }));
+      ctx.row({ system: t.system, scenario: sc, metric: 'other CPU', value: fr.other, unit: 'share of machine' });
+      if (fr.other > MAX_OTHER_CPU) r.disturbed.push(`${t.system} (${sc}) ${pct(fr.other)}`);
+    }
+  }
+
+  ctx.log(`${elapsed()} done`);
+  if (r.disturbed.length) {
+    ctx.note(
+      `processes outside the bench took more than ${pct(MAX_OTHER_CPU)} of the CPUs while measuring ${r.disturbed.join(', ')}: ` +
+        'those numbers are lower and noisier than this machine gives when idle (run again on a quiet machine)',
+    );
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Targets and report
+
+function v(results: Results, system: string, scenario: string, metric: string): number | undefined {
+  return find(results, { system, scenario, metric })?.value;
+}
+
+/** A measurement with errors, or one that processes outside the bench disturbed. */
+function flagged(results: Results, system: string, scenario: string): boolean {
+  const errors = v(results, system, scenario, 'errors') ?? 0;
+  const rps = v(results, system, scenario, 'req/s') ?? 0;
+  const settings = results.quick ? QUICK : FULL;
+  const seconds = scenario === ALGO_SCENARIO ? settings.algoDurationS : settings.durationS;
+  return errors > Math.max(1, rps * seconds * MAX_ERROR_SHARE) || (v(results, system, scenario, 'other CPU') ?? 0) > MAX_OTHER_CPU;
+}
+
+export function targets(results: Results): string[] {
+  const out: string[] = [];
+  const check = (label: string, ok: boolean | undefined, detail: string): void => {
+    out.push(`${ok === undefined ? 'not measured' : ok ? 'met' : 'MISSED'}: ${label} (${detail})`);
+  };
+  const rps = (system: string): number | undefined => v(results, system, SCENARIO, 'req/s');
+  const ours = rps(SYSTEMS.archlab);
+  const ratio = (peer: string, factor: number, label: string): void => {
+    const p = rps(peer);
+    if (ours === undefined || p === undefined) {
+      check(label, undefined, ours === undefined ? 'archlab not measured' : `${peer} not measured`);
+      return;
+    }
+    check(label, ours >= factor * p, `${format(ours)} vs ${format(p)} req/s = ${(ours / p).toFixed(2)}x`);
+  };
+  ratio(SYSTEMS.httpProxy, 2, 'archlab (one process) >= 2x http-proxy req/s');
+  ratio(SYSTEMS.replyFrom, 1, 'archlab (one process) >= @fastify/reply-from req/s');
+  ratio(SYSTEMS.nginx, 0.5, 'archlab (one process) >= 0.5x nginx with one worker req/s');
+  const added = v(results, SYSTEMS.archlab, HALF_SCENARIO, 'added p99');
+  const rate = v(results, SYSTEMS.archlab, HALF_SCENARIO, 'rate');
+  check(
+    'added p99 latency at half of max load <= 1 ms over direct',
+    added === undefined ? undefined : added <= 1,
+    added === undefined
+      ? 'archlab not measured'
+      : `p99 ${format(v(results, SYSTEMS.archlab, HALF_SCENARIO, 'p99') ?? 0)} ms vs direct ${format(v(results, SYSTEMS.direct, HALF_SCENARIO, 'p99') ?? 0)} ms at ${format(rate ?? 0)} req/s: +${format(added)} ms`,
+  );
+  const rr = v(results, 'archlab round-robin', ALGO_SCENARIO, 'p99');
+  for (const a of ['least-connections', 'p2c', 'peak-ewma']) {
+    const p = v(results, `archlab ${a}`, ALGO_SCENARIO, 'p99');
+    check(`${a} p99 < round-robin p99 on backends of 1/5/20 ms`, p === undefined || rr === undefined ? undefined : p < rr, p === undefined || rr === undefined ? 'not measured' : `${format(p)} ms vs ${format(rr)} ms`);
+  }
+  const rrOpen = v(results, 'archlab round-robin', ALGO_OPEN_SCENARIO, 'p99');
+  if (rrOpen !== undefined) {
+    const rate = v(results, 'archlab round-robin', ALGO_OPEN_SCENARIO, 'rate') ?? 0;
+    for (const a of ['least-connections', 'p2c', 'peak-ewma']) {
+      const p = v(results, `archlab ${a}`, ALGO_OPEN_SCENARIO, 'p99');
+      check(`${a} p99 < round-robin p99 on backends of 1/5/20 ms at a fixed ${format(rate)} req/s`, p === undefined ? undefined : p < rrOpen, p === undefined ? 'not measured' : `${format(p)} ms vs ${format(rrOpen)} ms`);
+    }
+  }
+  return out;
+}
+
+export function report(results: Results): string {
+  const ms = (x: number | undefined): string => (x === undefined ? '-' : x < 10 ? x.toFixed(2) : x.toFixed(1));
+  const rps = (system: string, scenario: string): number | undefined => v(results, system, scenario, 'req/s');
+  const x = (a: number | undefined, b: number | undefined): string => (a === undefined || b === undefined ? '-' : `${(a / b).toFixed(2)}x`);
+  const nginx = rps(SYSTEMS.nginx, SCENARIO);
+  const hp = rps(SYSTEMS.httpProxy, SCENARIO);
+  const mainSystems = Object.values(SYSTEMS).filter((s) => rps(s, SCENARIO) !== undefined);
+  const mark = (system: string, scenario: string): string => (flagged(results, system, scenario) ? ' (unreliable, see notes)' : '');
+  const throughput = table(
+    ['system', 'req/s', 'p50 ms', 'p99 ms', 'vs nginx', 'vs http-proxy', 'CPU ms per 1k req'],
+    mainSystems.map((s) => [
+      s + mark(s, SCENARIO),
+      Math.round(rps(s, SCENARIO) ?? 0),
+      ms(v(results, s, SCENARIO, 'p50')),
+      ms(v(results, s, SCENARIO, 'p99')),
+      s === SYSTEMS.direct ? '-' : x(rps(s, SCENARIO), nginx),
+      s === SYSTEMS.direct ? '-' : x(rps(s, SCENARIO), hp),
+      ms(v(results, s, SCENARIO, 'CPU per 1k req')) + (s === SYSTEMS.direct ? ' (backend)' : ''),
+    ]),
+  );
+  const halfSystems = Object.values(SYSTEMS).filter((s) => v(results, s, HALF_SCENARIO, 'p99') !== undefined);
+  const directHalf = v(results, SYSTEMS.direct, HALF_SCENARIO, 'p99');
+  const half = table(
+    ['system', 'rate req/s', 'p50 ms', 'p99 ms', 'added p99 ms'],
+    halfSystems.map((s) => {
+      const p99 = v(results, s, HALF_SCENARIO, 'p99');
+      return [s + ((v(results, s, HALF_SCENARIO, 'other CPU') ?? 0) > MAX_OTHER_CPU ? ' (unreliable, see notes)' : ''), Math.round(v(results, s, HALF_SCENARIO, 'rate') ?? 0), ms(v(results, s, HALF_SCENARIO, 'p50')), ms(p99), s === SYSTEMS.direct || p99 === undefined || directHalf === undefined ? '-' : ms(p99 - directHalf)];
+    }),
+  );
+  const algoSystems = [...new Set(results.rows.filter((r) => r.scenario === ALGO_SCENARIO && r.metric === 'req/s').map((r) => r.system))];
+  const pct = (f: number | undefined): string => (f === undefined ? '-' : `${(f * 100).toFixed(1)}%`);
+  const algos = table(
+    ['system', 'req/s', 'p50 ms', 'p90 ms', 'p99 ms', 'to fast (1 ms)', 'to medium (5 ms)', 'to slow (20 ms)'],
+    algoSystems.map((s) => [
+      s + mark(s, ALGO_SCENARIO),
+      Math.round(rps(s, ALGO_SCENARIO) ?? 0),
+      ms(v(results, s, ALGO_SCENARIO, 'p50')),
+      ms(v(results, s, ALGO_SCENARIO, 'p90')),
+      ms(v(results, s, ALGO_SCENARIO, 'p99')),
+      pct(v(results, s, ALGO_SCENARIO, 'share fast')),
+      pct(v(results, s, ALGO_SCENARIO, 'share medium')),
+      pct(v(results, s, ALGO_SCENARIO, 'share slow')),
+    ]),
+  );
+  const openSystems = [...new Set(results.rows.filter((r) => r.scenario === ALGO_OPEN_SCENARIO && r.metric === 'p99').map((r) => r.system))];
+  const openRate = openSystems[0] === undefined ? 0 : (v(results, openSystems[0], ALGO_OPEN_SCENARIO, 'rate') ?? 0);
+  const openTable = table(
+    ['system', 'p50 ms', 'p90 ms', 'p99 ms', 'to fast (1 ms)', 'to medium (5 ms)', 'to slow (20 ms)'],
+    openSystems.map((s) => [
+      s + ((v(results, s, ALGO_OPEN_SCENARIO, 'other CPU') ?? 0) > MAX_OTHER_CPU ? ' (unreliable, see notes)' : ''),
+      ms(v(results, s, ALGO_OPEN_SCENARIO, 'p50')),
+      ms(v(results, s, ALGO_OPEN_SCENARIO, 'p90')),
+      ms(v(results, s, ALGO_OPEN_SCENARIO, 'p99')),
+      pct(v(results, s, ALGO_OPEN_SCENARIO, 'share fast')),
+      pct(v(results, s, ALGO_OPEN_SCENARIO, 'share medium')),
+      pct(v(results, s, ALGO_OPEN_SCENARIO, 'share slow')),
+    ]),
+  );
+  const settings = results.quick ? QUICK : FULL;
+  const notes = results.notes.filter((n) => !n.startsWith('target '));
+  return [
+    `Measured by \`npm run bench -- balancer-l7${results.quick ? ' --quick' : ''}\` on ${results.date.slice(0, 10)}: ${results.machine.cpus} CPUs (${results.machine.cpu ?? 'unknown'}), Node ${results.machine.node}, loopback. ` +
+      `One node:http backend answering 64 bytes; wrk 4.1, ${CONNECTIONS} connections, one thread, ${settings.warmupS} s warm-up then ${settings.durationS} s measured per system (${settings.algoDurationS} s per algorithm). ` +
+      'Every system runs in its own process group; the load generator, the backend and the system under test share the same cores, so absolute numbers are lower than on separate machines and the ratios are what carry over. ' +
+      `A row marked unreliable ran while processes outside the bench took more than ${pct(MAX_OTHER_CPU)} of the CPUs (from /proc; the JSON has it for every row as "other CPU").`,
+    '',
+    `**Throughput and latency** (${SCENARIO}, closed loop)`,
+    '',
+    throughput,
+    '',
+    `**Added latency at half load** (open loop at a fixed rate, half of archlab's maximum above, for ${settings.fixedDurationS} s after ${settings.fixedWarmupS} s warm-up; requests go out on schedule whether or not earlier ones were answered, over up to 64 keep-alive connections; latency from the moment each is issued)`,
+    '',
+    halfSystems.length ? half : '_not measured_',
+    '',
+    `**Picking algorithms** (${ALGO_SCENARIO}: three backends that answer after a fixed 1, 5 and 20 ms, ${CONNECTIONS} connections, closed loop. ` +
+      'A picker that favours the fast backend serves more requests per second until the balancer\u2019s CPU is the limit; p99 stays near the slow backend\u2019s 20 ms as long as it gets more than 1% of requests)',
+    '',
+    algoSystems.length ? algos : '_not measured_',
+    '',
+    ...(openSystems.length
+      ? [
+          `**Picking algorithms at a fixed ${format(openRate)} req/s** (the same backends, open loop, far under every balancer's capacity, ${settings.algoOpenDurationS} s after ${settings.algoOpenWarmupS} s warm-up: latency here is the backends' and the picking's, not queueing in a saturated balancer)`,
+          '',
+          openTable,
+          '',
+        ]
+      : []),
+    '**Targets**',
+    '',
+    ...targets(results).map((t) => `- ${t}`),
+    ...(notes.length ? ['', '**Notes**', '', ...notes.map((n) => `- ${n}`)] : []),
+  ].join('\n');
+}
+
+const bench: Bench = {
+  name: 'balancer-l7',
+  description: `L7 balancer req/s and p50/p99 on loopback, ${CONNECTIONS} connections: direct, archlab (1 process, cluster x2), nginx, HAProxy, http-proxy, @fastify/reply-from; added p99 at half load; algorithms on backends of 1/5/20 ms`,
+  docsPage: 'docs/balancer.md',
+  run,
+  targets,
+  report,
+};
+
+export default bench;

@@ -1,0 +1,151 @@
+/**
+ * `startProxy(config)`: the forward proxy's listeners, admin listener, and drain on close().
+ */
+import * as http from 'node:http';
+import type * as net from 'node:net';
+import type { Logger } from 'pino';
+import { SystemClock, type Clock } from '../core/clock.js';
+import { listen, type ServerAddress, type ServerHandle } from '../core/lifecycle.js';
+import { createLogger } from '../core/log.js';
+import { createRegistry, sendJson, startAdminServer } from '../core/metrics.js';
+import { Acl } from './acl.js';
+import { Authenticator, loadUsersFile, parseUsers, type PasswordHash } from './auth.js';
+import { proxyConfig, type ProxyConfig, type ProxyConfigInput } from './config.js';
+import { ForwardProxy } from './forward.js';
+import { Gate } from './gate.js';
+import { KeyedLimiter } from './limits.js';
+import { ProxyMetrics } from './metrics.js';
+import { systemLookup, type LookupFn } from './resolve.js';
+
+export interface ProxyOptions {
+  logger?: Logger;
+  clock?: Clock;
+  /** Name resolution; default dns.lookup with all addresses. Tests inject one to play DNS tricks. */
+  lookup?: LookupFn;
+}
+
+export interface ProxyHandle {
+  /** The first listener's address (`url` is `http://host:port`, what `curl -x` takes). */
+  address: ServerAddress;
+  /** Every listener, in config order. */
+  listeners: ServerAddress[];
+  admin?: ServerAddress;
+  /** Stops accepting, lets requests finish and tunnels run for up to timeouts.drain, then cuts the rest. */
+  close(): Promise<void>;
+}
+
+function isParsed(c: ProxyConfigInput | ProxyConfig): c is ProxyConfig {
+  return typeof (c as ProxyConfig).limits?.maxBodyBytes === 'number';
+}
+
+function loadUsers(config: ProxyConfig): Map<string, PasswordHash> {
+  const users = new Map<string, PasswordHash>();
+  const auth = config.auth;
+  if (auth === undefined) return users;
+  if (auth.usersFile !== undefined) for (const [u, h] of loadUsersFile(auth.usersFile)) users.set(u, h);
+  if (auth.users !== undefined) for (const [u, h] of parseUsers(auth.users.join('\n'), 'auth.users')) users.set(u, h);
+  return users;
+}
+
+/** Starts a forward proxy from a config object (the file's shape) or an already validated config. */
+export async function startProxy(input: ProxyConfigInput | ProxyConfig, opts: ProxyOptions = {}): Promise<ProxyHandle> {
+  const config = isParsed(input) ? input : proxyConfig(input);
+  const clock = opts.clock ?? new SystemClock();
+  const logger =
+    opts.logger ?? createLogger({ level: config.log.level, name: 'archlab-proxy', ...(config.log.pretty === undefined ? {} : { pretty: config.log.pretty }) });
+  const registry = createRegistry({ defaultMetrics: config.metrics.defaultMetrics, labels: { server: 'proxy' } });
+  const metrics = new ProxyMetrics(registry);
+  const { limits, timeouts } = config;
+
+  const auth = config.auth ? new Authenticator(loadUsers(config), { clock, cacheSize: config.auth.cacheSize, cacheTtlMs: config.auth.cacheTtlMs, maxPending: config.auth.maxPending }) : undefined;
+  const perClient = new KeyedLimiter({ ...limits.perClient, maxTracked: limits.maxTracked }, clock);
+  const perUser = new KeyedLimiter({ ...limits.perUser, maxTracked: limits.maxTracked }, clock);
+  const gate = new Gate({
+    acl: new Acl(config.acl),
+    auth,
+    realm: config.auth?.realm ?? 'archlab',
+    perClient,
+    perUser,
+    lookup: opts.lookup ?? systemLookup,
+    metrics,
+    connectMs: () => timeouts.connectMs,
+  });
+  const proxy = new ForwardProxy({ config, gate, metrics, logger });
+
+  const handles: ServerHandle[] = [];
+  const servers: http.Server[] = [];
+  try {
+    for (const lc of config.listeners) {
+      const server = http.createServer({
+        maxHeaderSize: limits.maxHeaderBytes,
+        requestTimeout: timeouts.requestMs,
+        headersTimeout: timeouts.headersMs,
+        keepAliveTimeout: timeouts.keepAliveMs,
+        // Node checks header and request timeouts on this interval (default 30 s): keep it fine.
+        connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(timeouts.headersMs / 2))),
+        // Checked by the proxy itself, so the 400 is logged and counted like every refusal.
+        requireHostHeader: false,
+      });
+      server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => proxy.handleRequest(req, res));
+      // Expect: 100-continue is answered only once the request has passed every check.
+      server.on('checkContinue', (req: http.IncomingMessage, res: http.ServerResponse) => proxy.handleRequest(req, res, true));
+      server.on('connect', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => proxy.handleConnect(req, socket, head));
+      server.on('upgrade', (req: http.IncomingMessage, socket: net.Socket) => proxy.handleUpgrade(req, socket));
+      server.on('clientError', (err: NodeJS.ErrnoException, socket: net.Socket) => proxy.handleClientError(err, socket));
+      server.maxConnections = limits.maxConnections;
+      server.timeout = timeouts.idleMs;
+      servers.push(server);
+      handles.push(await listen(server, { host: lc.host, port: lc.port, drainTimeoutMs: timeouts.drainMs }));
+      logger.info({ listener: lc.name ?? 'proxy', address: handles.at(-1)!.address, auth: auth !== undefined, ssrfGuard: config.acl.ssrfGuard.enabled }, 'listening');
+    }
+  } catch (err) {
+    await Promise.all(handles.map((h) => h.close()));
+    throw err;
+  }
+
+  let admin: ServerHandle | undefined;
+  if (config.admin) {
+    try {
+      admin = await startAdminServer({
+        host: config.admin.host,
+        port: config.admin.port,
+        token: config.admin.token,
+        registry,
+        logger,
+        health: () => ({ ok: true, details: { tunnels: proxy.openTunnels } }),
+        routes: (req, res, url) => {
+          if (url.pathname === '/stats' && req.method === 'GET') {
+            sendJson(res, 200, {
+              tunnels: proxy.openTunnels,
+              trackedClients: perClient.tracked,
+              trackedUsers: perUser.tracked,
+              users: auth?.userCount ?? 0,
+              scryptRuns: auth?.scryptRuns ?? 0,
+            });
+            return true;
+          }
+          return false;
+        },
+      });
+    } catch (err) {
+      await Promise.all(handles.map((h) => h.close()));
+      throw err;
+    }
+  }
+
+  let closed: Promise<void> | undefined;
+  return {
+    address: handles[0]!.address,
+    listeners: handles.map((h) => h.address),
+    ...(admin ? { admin: admin.address } : {}),
+    close() {
+      closed ??= (async () => {
+        proxy.shutdown();
+        await Promise.all(handles.map((h) => h.close()));
+        proxy.destroy();
+        await admin?.close();
+      })();
+      return closed;
+    },
+  };
+}
