@@ -31,7 +31,7 @@ interface Settings {
 }
 
 const QUICK: Settings = { bytes: 256 * 2 ** 20, rounds: 1, warmupS: 1, durationS: 3, quietWaitS: 0 };
-const FULL: Settings = { bytes: 2 ** 30, rounds: 3, warmupS: 2, durationS: 10, quietWaitS: 20 };
+const FULL: Settings = { bytes: 2 ** 30, rounds: 5, warmupS: 2, durationS: 8, quietWaitS: 20 };
 
 export const SYSTEMS = {
   direct: 'direct (no proxy)',
@@ -295,12 +295,12 @@ function report(results: Results): string {
       ratio(rps, direct(SCENARIOS.http, 'rate')),
     ];
   });
-  const bytes = results.quick ? '256 MiB' : '1 GiB';
-  const rounds = results.quick ? 'One round.' : 'Median of 3 rounds, the systems measured in turn in each.';
+  const bytes = `${(results.quick ? QUICK : FULL).bytes / 2 ** 20} MiB`;
+  const rounds = results.quick ? 'One round.' : `Median of ${FULL.rounds} rounds, the systems measured in turn in each (each round starting with the next system).`;
   return [
     `Measured by \`npm run bench -- proxy${results.quick ? ' --quick' : ''}\` on ${results.date.slice(0, 10)}: ${results.machine.cpus} CPUs (${results.machine.cpu ?? 'unknown'}), Node ${results.machine.node}. ` +
       `Loopback; the proxy, the targets and the load client each in a process of its own. Tunnels: one CONNECT tunnel moving ${bytes} from a TCP source (down) or to a TCP sink (up), MB = 10^6 bytes. ` +
-      `HTTP: a closed loop on ${CONNECTIONS} keep-alive connections, absolute-form GET of a 64-byte body, every body checked; p50/p99 are per request, in ms. ${rounds}`,
+      `HTTP: a closed loop on ${CONNECTIONS} keep-alive connections for ${(results.quick ? QUICK : FULL).durationS} s after ${(results.quick ? QUICK : FULL).warmupS} s of warm-up, absolute-form GET of a 64-byte body, every body checked; p50/p99 are per request, in ms. ${rounds}`,
     '',
     table(['system', 'tunnel down MB/s', 'tunnel up MB/s', 'down vs direct', 'HTTP req/s', 'p50 ms', 'p99 ms', 'req/s vs direct'], rows),
     '',

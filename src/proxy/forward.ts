@@ -6,8 +6,7 @@
 import * as http from 'node:http';
 import * as net from 'node:net';
 import type { Logger } from 'pino';
-import { checkFraming } from '../balancer/l7/framing.js';
-import { stripHopByHop, type HeaderMap } from '../balancer/l7/headers.js';
+import { checkFraming, stripHopByHop, type HeaderMap } from '../balancer/index.js';
 import type { ProxyConfig } from './config.js';
 import { ProxyError, type ProxyErrorCode } from './errors.js';
 import type { Admitted, Gate, Refusal } from './gate.js';
