@@ -26,7 +26,7 @@ import { readFileSync } from 'node:fs';
 import type { Clock } from '../core/clock.js';
 import { ConfigError, type ConfigIssue } from '../core/config.js';
 import { ProxyError } from './errors.js';
-import { Lru } from './lru.js';
+import { LRUCache } from 'lru-cache';
 
 export interface ScryptParams {
   /** CPU/memory cost, a power of two, 1024..1048576. */
@@ -165,7 +165,7 @@ export interface AuthenticatorOptions {
 export const MAX_CREDENTIALS_LENGTH = 1024;
 
 export class Authenticator {
-  private readonly cache: Lru<string, { user: string; expiresMs: number }>;
+  private readonly cache: LRUCache<string, { user: string; expiresMs: number }>;
   private readonly pending = new Map<string, Promise<AuthResult>>();
   private readonly cacheKey = randomBytes(32);
   private readonly cacheTtlMs: number;
@@ -179,7 +179,7 @@ export class Authenticator {
     private readonly users: ReadonlyMap<string, PasswordHash>,
     private readonly opts: AuthenticatorOptions,
   ) {
-    this.cache = new Lru(opts.cacheSize ?? 1000);
+    this.cache = new LRUCache({ max: opts.cacheSize ?? 1000 });
     this.cacheTtlMs = opts.cacheTtlMs ?? 60_000;
     this.maxPending = opts.maxPending ?? 64;
     this.dummy = { ...commonParams(users), salt: randomBytes(SALT_BYTES), hash: randomBytes(HASH_BYTES) };

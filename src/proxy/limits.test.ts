@@ -2,7 +2,6 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ManualClock } from '../core/clock.js';
 import { KeyedLimiter } from './limits.js';
-import { Lru } from './lru.js';
 
 test('token bucket: burst at once, then ratePerSecond, with a Retry-After hint', () => {
   const clock = new ManualClock();
@@ -45,16 +44,4 @@ test('no limits configured: everything passes and nothing is tracked', () => {
   assert.equal(l.enabled, false);
   for (let i = 0; i < 100; i++) assert.ok(l.take('a').ok && l.acquire('a'));
   assert.equal(l.tracked, 0);
-});
-
-test('Lru', () => {
-  const lru = new Lru<string, number>(2);
-  lru.set('a', 1);
-  lru.set('b', 2);
-  lru.get('a');
-  lru.set('c', 3);
-  assert.equal(lru.get('b'), undefined, 'b was least recently used');
-  assert.equal(lru.get('a'), 1);
-  assert.equal(lru.size, 2);
-  assert.throws(() => new Lru(0));
 });

@@ -11,7 +11,7 @@
  */
 import type { Clock } from '../core/clock.js';
 import { InvalidArgumentError } from '../core/errors.js';
-import { Lru } from './lru.js';
+import { LRUCache } from 'lru-cache';
 
 export interface KeyLimitOptions {
   /** Requests in flight plus open tunnels per key. Undefined: no limit. */
@@ -36,7 +36,7 @@ export type TakeResult = { ok: true } | { ok: false; retryAfterMs: number };
 const OK: TakeResult = Object.freeze({ ok: true });
 
 export class KeyedLimiter {
-  private readonly idle: Lru<string, Entry>;
+  private readonly idle: LRUCache<string, Entry>;
   private readonly busy = new Map<string, Entry>();
   private readonly rate: number | undefined;
   private readonly burst: number;
@@ -55,7 +55,7 @@ export class KeyedLimiter {
     this.rate = opts.ratePerSecond;
     this.burst = opts.burst ?? Math.max(1, opts.ratePerSecond ?? 1);
     this.maxConnections = opts.maxConnections;
-    this.idle = new Lru(opts.maxTracked ?? 10_000);
+    this.idle = new LRUCache({ max: opts.maxTracked ?? 10_000 });
   }
 
   /** Whether this limiter limits anything at all (when not, the proxy skips it). */
