@@ -215,7 +215,8 @@ function signalGroup(pid: number, signal: NodeJS.Signals): void {
   }
 }
 
-function canConnect(port: number): Promise<boolean> {
+/** True when 127.0.0.1:`port` accepts a TCP connection within 500 ms. */
+export function canConnect(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const s = connect({ port, host: '127.0.0.1' });
     const done = (ok: boolean): void => {

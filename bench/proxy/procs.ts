@@ -4,51 +4,16 @@
  * whole group, and whatever is left is killed when the bench exits.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { accessSync, constants } from 'node:fs';
-import { connect, createServer } from 'node:net';
-import { delimiter, join } from 'node:path';
-import { ArchlabError } from '../../src/core/errors.js';
+import { BenchProcessError, canConnect, findBinary, freePort, sleep } from '../balancer-l7/procs.js';
 
-export class BenchProcessError extends ArchlabError {
-  constructor(message: string, details?: Record<string, unknown>) {
-    super('ARCHLAB_BENCH_PROCESS', message, { details });
-  }
-}
+// The process-group helpers shared with the L7 benchmark.
+export { BenchProcessError, findBinary, freePort, sleep };
 
 /** A child's first JSON line on stdout: ready (with whatever it reports), or a result. */
 export type Line = Record<string, unknown>;
 
 export function printLine(line: Line): void {
   process.stdout.write(`${JSON.stringify(line)}\n`);
-}
-
-/** An executable on PATH or in the sbin directories. */
-export function findBinary(name: string): string | undefined {
-  for (const dir of [...(process.env.PATH ?? '').split(delimiter), '/usr/local/sbin', '/usr/sbin', '/sbin']) {
-    if (!dir) continue;
-    try {
-      accessSync(join(dir, name), constants.X_OK);
-      return join(dir, name);
-    } catch {
-      // not here
-    }
-  }
-  return undefined;
-}
-
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      s.close(() => resolve(typeof a === 'object' && a ? a.port : 0));
-    });
-  });
-}
-
-export function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }
 
 const live = new Set<Child>();
@@ -168,17 +133,4 @@ export class Child {
     clearTimeout(t);
     this.kill('SIGKILL');
   }
-}
-
-function canConnect(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect({ port, host: '127.0.0.1' });
-    const done = (ok: boolean): void => {
-      s.destroy();
-      resolve(ok);
-    };
-    s.setTimeout(500, () => done(false));
-    s.once('connect', () => done(true));
-    s.once('error', () => done(false));
-  });
 }
