@@ -3,21 +3,10 @@
  * config in bench/balancer-l7/configs.ts (which this bench uses for `mode http`), and HAProxy's
  * defaults otherwise: no `option splice-auto` (kernel splicing is opt-in), no logging.
  */
-import type { ProxySite } from '../balancer-l7/configs.js';
+import { haproxySites, type ProxySite } from '../balancer-l7/configs.js';
 
 export function haproxyTcpConfig(sites: ProxySite[]): string {
-  const blocks = sites
-    .map(
-      (s, i) => `frontend fe${i}
-  bind 127.0.0.1:${s.port}
-  default_backend be${i}
-
-backend be${i}
-  balance ${s.balance}
-${s.backends.map((b, j) => `  server s${j} 127.0.0.1:${b}`).join('\n')}
-`,
-    )
-    .join('\n');
+  const blocks = haproxySites(sites);
   return `# Written by bench/balancer-l4.ts for one run; deleted afterwards.
 global
   nbthread 1

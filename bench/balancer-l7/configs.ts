@@ -71,13 +71,9 @@ ${upstreams}
 `;
 }
 
-/**
- * HAProxy in http mode with one thread. `http-reuse always` shares idle backend connections
- * between client connections (HAProxy's recommendation for backends that keep connections alive);
- * every timeout is set, as HAProxy warns without them.
- */
-export function haproxyConfig(sites: ProxySite[]): string {
-  const blocks = sites
+/** One frontend and backend per site, the same in HAProxy's http and tcp modes. */
+export function haproxySites(sites: ProxySite[]): string {
+  return sites
     .map(
       (s, i) => `frontend fe${i}
   bind 127.0.0.1:${s.port}
@@ -89,6 +85,15 @@ ${s.backends.map((b, j) => `  server s${j} 127.0.0.1:${b}`).join('\n')}
 `,
     )
     .join('\n');
+}
+
+/**
+ * HAProxy in http mode with one thread. `http-reuse always` shares idle backend connections
+ * between client connections (HAProxy's recommendation for backends that keep connections alive);
+ * every timeout is set, as HAProxy warns without them.
+ */
+export function haproxyConfig(sites: ProxySite[]): string {
+  const blocks = haproxySites(sites);
   return `# Written by bench/balancer-l7.ts for one run; deleted afterwards.
 global
   nbthread 1
