@@ -16,8 +16,11 @@ import { backend, balancer, sleep } from './helpers.js';
 const MiB = 1024 * 1024;
 const TOTAL = 64 * MiB;
 const CHUNK = 64 * 1024;
-/** Growth of live memory allowed during a 64 MiB transfer: half of it. */
-const MAX_GROWTH = 32 * MiB;
+/**
+ * Growth of live memory allowed during a 64 MiB transfer: a quarter of it. Measured on a 2-core VM:
+ * 4-7 MiB with backpressure, about 21 MiB for a download when the balancer ignores it.
+ */
+const MAX_GROWTH = 16 * MiB;
 
 /**
  * A full garbage collection, so samples measure what is alive rather than garbage not yet
@@ -33,8 +36,11 @@ const gc = vm.runInNewContext('gc') as () => void;
  */
 function memorySampler(): { stop: () => Promise<number> } {
   const live = async (): Promise<number> => {
+    // V8 frees the backing stores of collected ArrayBuffers on a background thread after a
+    // collection; on a busy machine that sweep can lag by tens of MiB. A second collection first
+    // waits for the previous sweep to finish, so the sample counts only what is alive.
     gc();
-    // Backing stores of collected ArrayBuffers are freed a moment after the collection.
+    gc();
     await new Promise<void>((r) => setImmediate(r));
     const m = process.memoryUsage();
     return m.arrayBuffers + m.heapUsed;
@@ -125,6 +131,7 @@ test('upload: 64 MiB streams through to the backend byte-exact without being buf
     source(TOTAL).pipe(req);
   });
   const growth = await sampler.stop();
+  t.diagnostic(`peak live-memory growth ${(growth / MiB).toFixed(1)} MiB`);
   assert.equal(reply.status, 200);
   assert.equal(reply.body, String(TOTAL));
   assert.equal(received, TOTAL);
@@ -151,6 +158,7 @@ test('download: 64 MiB streams from the backend byte-exact without being buffere
     req.on('error', reject);
   });
   const growth = await sampler.stop();
+  t.diagnostic(`peak live-memory growth ${(growth / MiB).toFixed(1)} MiB`);
   assert.equal(status, 200);
   assert.equal(bytes, TOTAL);
   assert.ok(growth < MAX_GROWTH, `memory grew by ${(growth / MiB).toFixed(1)} MiB while 64 MiB went through`);
