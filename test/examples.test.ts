@@ -4,6 +4,7 @@ import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { loadBalancerConfig } from '../src/balancer/config.js';
+import { loadCacheConfig } from '../src/cache/config.js';
 import { CertificateStore } from '../src/balancer/l7/certs.js';
 import { loadUsersFile } from '../src/proxy/auth.js';
 import { loadProxyConfig } from '../src/proxy/config.js';
@@ -15,6 +16,10 @@ const loaders: Record<string, (file: string) => void> = {
     const config = loadBalancerConfig(file);
     assert.ok(config.pools.length > 0);
     for (const l of config.listeners) if (l.tls) new CertificateStore(l.tls.certificates);
+  },
+  cache: (file) => {
+    const config = loadCacheConfig(file);
+    assert.ok(config.listeners.length > 0);
   },
   proxy: (file) => {
     const config = loadProxyConfig(file);
