@@ -15,13 +15,17 @@ export class SingleFlight<T> {
       this.joins++;
       return current;
     }
-    const p = (async () => {
-      try {
-        return await fn();
-      } finally {
-        this.inflight.delete(key);
-      }
-    })();
+    // fn runs now, synchronously; a synchronous throw becomes a rejection. The cleanup is chained
+    // after the promise is in the map, so it can never run before the registration.
+    let started: Promise<T>;
+    try {
+      started = fn();
+    } catch (err) {
+      started = Promise.reject(err as Error);
+    }
+    const p: Promise<T> = started.finally(() => {
+      if (this.inflight.get(key) === p) this.inflight.delete(key);
+    });
     this.inflight.set(key, p);
     return p;
   }

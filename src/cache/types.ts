@@ -42,6 +42,13 @@ export type EvictionReason = 'capacity' | 'expired';
  */
 export interface CacheStore<V = unknown> {
   readonly kind: 'memory' | 'redis' | 'tiered';
+  /**
+   * The longest a call may take before the store fails it itself, in ms (Redis: its
+   * commandTimeoutMs), where the store has such a limit. The strategies also stop waiting for a call
+   * after this long and count it as a store failure (default 1000 ms when absent; in-process stores
+   * are not timed).
+   */
+  readonly commandTimeoutMs?: number;
   /** The entry for `key`, or undefined. Entries past staleUntilMs are never returned. */
   get(key: string): Promise<Entry<V> | undefined>;
   /**
@@ -49,11 +56,16 @@ export interface CacheStore<V = unknown> {
    * undefined when the key is not there. Stores without an in-process tier do not implement it.
    */
   peek?(key: string): Entry<V> | undefined;
-  /** Stores the entry unconditionally (write-back, explicit set). */
+  /** Stores the entry unconditionally (write-back, explicit set); bumps the generation, so fills in flight are refused. */
   set(key: string, entry: Entry<V>): Promise<void>;
   /** An opaque token describing the key's current generation; pass it to fill(). */
   fillToken(key: string): Promise<FillToken>;
-  /** Stores the entry only if `key` was not invalidated since `token` was taken; says whether it did. */
+  /**
+   * Stores the entry only if `key` was not invalidated (or filled, or set) since `token` was taken;
+   * says whether it did. A successful fill bumps the generation too, so one token fills at most once
+   * and two writers holding tokens of the same generation cannot both fill (write-through's fence
+   * across processes).
+   */
   fill(key: string, entry: Entry<V>, token: FillToken): Promise<boolean>;
   /** Removes the key and bumps its generation so fills that started before are refused. */
   invalidate(key: string): Promise<void>;
