@@ -271,3 +271,28 @@ test('every backend down or disabled gives 503 with Retry-After', async (t) => {
   liveBackend(lb, 'app', 'be').disabled = false;
   await stillServes(lb.url);
 });
+
+test('a backend that stalls mid-body is cut after timeouts.idle: the client sees the response end early, not hang', async (t) => {
+  const { lb } = await setup(t, { timeouts: { idle: '300ms', response: '5s', drain: '500ms' } }, (req, res) => {
+    if (req.url !== '/stall') return false;
+    res.writeHead(200, { 'content-length': '100' });
+    res.write('x'.repeat(10)); // then nothing: 90 bytes never come
+    return true;
+  });
+  const { default: http } = await import('node:http');
+  const outcome = await new Promise<{ status: number; bytes: number; ended: 'complete' | 'cut' }>((resolve, reject) => {
+    const req = http.get(`${lb.url}/stall`, { agent: false }, (res) => {
+      let bytes = 0;
+      res.on('data', (c: Buffer) => (bytes += c.length));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, bytes, ended: res.complete ? 'complete' : 'cut' }));
+      res.on('error', () => resolve({ status: res.statusCode ?? 0, bytes, ended: 'cut' }));
+      res.on('aborted', () => resolve({ status: res.statusCode ?? 0, bytes, ended: 'cut' }));
+    });
+    req.setTimeout(5000, () => reject(new assert.AssertionError({ message: 'the balancer kept the stalled response open for 5 s' })));
+    req.on('error', reject);
+  });
+  assert.equal(outcome.status, 200);
+  assert.equal(outcome.bytes, 10);
+  assert.equal(outcome.ended, 'cut');
+  await stillServes(lb.url);
+});

@@ -9,9 +9,11 @@
  *
  *   accept (paused) -> [read PROXY header] -> [peek ClientHello, route by SNI] -> pool.acquire
  *     -> connect (timeouts.connect) -- failed? next backend, up to retries.attempts, within the budget
- *     -> [write PROXY header] -> replay the peeked bytes -> pipe both ways -> release on close
+ *     -> [write PROXY header] -> replay the peeked bytes -> relay both ways -> release on close
  *
- * - Backpressure: `pipe` both ways, so a slow reader on either side slows the writer on the other.
+ * - Backpressure: each side stops reading while the other side's write buffer is full, so a slow
+ *   reader on either side slows the writer on the other. Bytes from a plain TCP backend are read
+ *   into a reused buffer (BackendReader), not a fresh allocation per read.
  * - Half-close: both sockets allow half-open; a FIN from one side ends the other side's writing
  *   while the opposite direction keeps flowing, and the connection closes once both are done.
  * - Idle: no byte either way for timeouts.idle closes both sides.
@@ -154,11 +156,12 @@ export class TcpListener {
       }
       tried.add(b);
       const c0 = performance.now();
-      const r = await this.connect(b, timeouts.connectMs, client);
+      const reader = b.tls ? undefined : new BackendReader(client, b);
+      const r = await this.connect(b, timeouts.connectMs, client, reader);
       if (r.kind === 'connected') {
         rt.outliers?.recordSuccess(b);
         rt.pool.picker.observe?.(b, performance.now() - c0, true);
-        this.relay(client, r.socket, b, rt, head, src, dst, { t0, serverName, attempts: attempt + 1, idleMs: timeouts.idleMs });
+        this.relay(client, r.socket, reader, b, rt, head, src, dst, { t0, serverName, attempts: attempt + 1, idleMs: timeouts.idleMs });
         return;
       }
       rt.pool.release(b);
@@ -252,12 +255,20 @@ export class TcpListener {
     });
   }
 
-  /** Connects to `b` within `connectMs`; gives up at once if the client leaves meanwhile. */
-  private connect(b: Backend, connectMs: number, client: net.Socket): Promise<Connected> {
+  /**
+   * Connects to `b` within `connectMs`; gives up at once if the client leaves meanwhile. A plain
+   * TCP backend socket reads through `reader` (see BackendReader) and starts paused: nothing is
+   * read from the backend before relay() is ready to forward it.
+   */
+  private connect(b: Backend, connectMs: number, client: net.Socket, reader: BackendReader | undefined): Promise<Connected> {
     return new Promise<Connected>((resolve) => {
-      const up: net.Socket = b.tls
-        ? tls.connect({ host: b.host, port: b.port, rejectUnauthorized: false, ...(net.isIP(b.host) === 0 ? { servername: b.host } : {}) })
-        : net.connect({ host: b.host, port: b.port, allowHalfOpen: true });
+      let up: net.Socket;
+      if (b.tls) {
+        up = tls.connect({ host: b.host, port: b.port, rejectUnauthorized: false, ...(net.isIP(b.host) === 0 ? { servername: b.host } : {}) });
+      } else {
+        up = net.connect({ host: b.host, port: b.port, allowHalfOpen: true, ...(reader ? { onread: reader.onread } : {}) });
+        up.pause();
+      }
       up.on('error', noop);
       let settled = false;
       const finish = (r: Connected): void => {
@@ -278,10 +289,18 @@ export class TcpListener {
     });
   }
 
-  /** Splices client and backend until both directions are done; releases the backend once. */
+  /**
+   * Splices client and backend until both directions are done; releases the backend once.
+   *
+   * Backend -> client goes through `reader` (plain TCP backends; see BackendReader); client ->
+   * backend, and both ways for a TLS backend, through 'data' handlers that write on and pause the
+   * reading side while the writing side's buffer is full (what pipe() does, without its
+   * per-chunk bookkeeping). Byte totals are plain number fields, added to once per read.
+   */
   private relay(
     client: net.Socket,
     up: net.Socket,
+    reader: BackendReader | undefined,
     b: Backend,
     rt: PoolRuntime,
     head: Buffer,
@@ -297,8 +316,7 @@ export class TcpListener {
     up.cork();
     const send = this.proxyProtocol?.send;
     if (send !== undefined) up.write(proxyHeader(send, src, dst));
-    let bytesIn = head.length;
-    let bytesOut = 0;
+    const counts = { in: head.length, out: 0 };
     if (head.length > 0) {
       up.write(head);
       b.bytesIn += head.length;
@@ -321,8 +339,9 @@ export class TcpListener {
     let open = 2;
     const closed = (): void => {
       if (--open > 0) return;
+      reader?.close();
       rt.pool.release(b);
-      this.logAccess(src, rt.pool.name, b.id, info.serverName, bytesIn, bytesOut, info.attempts, end, info.t0);
+      this.logAccess(src, rt.pool.name, b.id, info.serverName, counts.in, reader ? reader.bytes : counts.out, info.attempts, end, info.t0);
     };
     // A side that closed with its peer still owed bytes (a reset, an idle cut) takes the other
     // down; one that closed after a clean FIN both ways leaves the other to flush and close.
@@ -334,16 +353,31 @@ export class TcpListener {
       if (!client.writableEnded) client.destroy();
       closed();
     });
-    client.pipe(up);
-    up.pipe(client);
+
+    // Client -> backend.
     client.on('data', (c: Buffer) => {
-      bytesIn += c.length;
+      counts.in += c.length;
       b.bytesIn += c.length;
+      if (up.writable && !up.write(c)) client.pause();
     });
-    up.on('data', (c: Buffer) => {
-      bytesOut += c.length;
-      b.bytesOut += c.length;
-    });
+    up.on('drain', () => client.resume());
+    client.on('end', () => up.end());
+
+    // Backend -> client.
+    if (reader) {
+      reader.start(up);
+    } else {
+      up.on('data', (c: Buffer) => {
+        counts.out += c.length;
+        b.bytesOut += c.length;
+        if (client.writable && !client.write(c)) up.pause();
+      });
+      client.on('drain', () => up.resume());
+    }
+    up.on('end', () => client.end());
+    // Accepted paused (pauseOnConnect), and so was a plain backend socket: start both flowing.
+    client.resume();
+    up.resume();
   }
 
   private refuse(client: net.Socket, reason: string, detail: string, src: Endpoint, t0: number, pool?: string): void {
@@ -374,6 +408,87 @@ export class TcpListener {
       },
       'connection',
     );
+  }
+}
+
+/** First read buffer of a backend connection, bytes (HAProxy's and nginx stream's buffer size). */
+export const READ_MIN_BYTES = 16 * 1024;
+/** Largest read buffer, bytes: reached by doubling while reads fill the buffer (a bulk transfer). */
+export const READ_MAX_BYTES = 256 * 1024;
+/**
+ * Bytes all connections together may hold in read buffers beyond READ_MIN_BYTES each (64 MiB): past
+ * it, buffers stop growing, so 10,000 connections that once moved bulk data hold at most
+ * 10,000 x 16 KiB + 64 MiB, not 10,000 x 256 KiB.
+ */
+export const READ_GROWTH_BUDGET_BYTES = 64 * 1024 * 1024;
+let readGrowth = 0;
+
+/**
+ * The backend -> client direction of a relayed connection to a plain TCP backend. The backend
+ * socket reads into this object's buffer (net's `onread`) instead of a fresh 64 KiB allocation per
+ * read, and every read is written to the client at once:
+ *
+ * - The buffer is reused, so it stays in the CPU cache; after a read whose write to the client
+ *   did not complete at once (the write still references the buffer) the next read gets a new one.
+ * - It starts at READ_MIN_BYTES and doubles up to READ_MAX_BYTES while reads fill it (within
+ *   READ_GROWTH_BUDGET_BYTES), so an interactive connection holds 16 KiB and a bulk one reads in
+ *   few, large system calls.
+ * - Backpressure: when the client's write buffer is full, the read callback returns false, which
+ *   stops reading from the backend until the client drains.
+ */
+export class BackendReader {
+  /** Bytes relayed backend -> client. */
+  bytes = 0;
+  /** What net.connect takes as `onread`; made once per connection. */
+  readonly onread: { buffer: () => Buffer; callback: (n: number, buf: Buffer) => boolean };
+  private buf: Buffer = Buffer.allocUnsafeSlow(READ_MIN_BYTES);
+  private last = 0;
+  private paused = false;
+
+  constructor(
+    private readonly client: net.Socket,
+    private readonly backend: Backend,
+  ) {
+    this.onread = { buffer: () => this.nextBuffer(), callback: (n, buf) => this.onRead(n, buf) };
+  }
+
+  /** Starts forwarding `up`'s reads (the caller resumes `up`). */
+  start(up: net.Socket): void {
+    this.client.on('drain', () => {
+      if (!this.paused) return;
+      this.paused = false;
+      up.resume();
+    });
+  }
+
+  /** The connection is over: its buffer no longer counts against the growth budget. */
+  close(): void {
+    readGrowth -= this.buf.length - READ_MIN_BYTES;
+    this.buf = EMPTY;
+  }
+
+  /** Where the next read goes (net calls this once at connect and after every read). */
+  private nextBuffer(): Buffer {
+    let size = this.buf.length;
+    if (this.last === size && size < READ_MAX_BYTES && readGrowth + size <= READ_GROWTH_BUDGET_BYTES) {
+      readGrowth += size;
+      size *= 2;
+    } else if (this.client.writableLength === 0) {
+      return this.buf; // the last read was written through: its buffer is free again
+    }
+    this.buf = Buffer.allocUnsafeSlow(size);
+    return this.buf;
+  }
+
+  private onRead(n: number, buf: Buffer): boolean {
+    this.last = n;
+    this.bytes += n;
+    this.backend.bytesOut += n;
+    const client = this.client;
+    if (!client.writable) return true; // the client is gone or done: what is left is dropped, as with pipe()
+    if (client.write(n === buf.length ? buf : buf.subarray(0, n))) return true;
+    this.paused = true;
+    return false;
   }
 }
 

@@ -10,13 +10,14 @@ import type * as http2 from 'node:http2';
 import * as https from 'node:https';
 import type * as net from 'node:net';
 import { Transform, type Readable } from 'node:stream';
-import { Pool as UndiciPool, type Dispatcher } from 'undici';
+import { errors as undiciErrors, Pool as UndiciPool, type Dispatcher } from 'undici';
 import { formatHostPort } from '../../core/net.js';
 import type { Logger } from 'pino';
 import type { Backend } from '../backend.js';
 import type { BalancerConfig } from '../config.js';
 import { BalancerError } from '../errors.js';
 import type { BalancerMetrics } from '../metrics.js';
+import type { PickContext } from '../pick/types.js';
 import type { PoolRuntime, ProxyState } from '../runtime.js';
 import { parseCookies } from './cookies.js';
 import { checkFraming } from './framing.js';
@@ -52,10 +53,12 @@ export interface ProxyDeps {
 }
 
 export class L7Proxy {
-  private readonly upstreams = new Map<Backend, UndiciPool>();
+  private readonly upstreams = new Map<Backend, Upstream>();
+  /** Response and idle timeouts of the exchanges in flight. */
+  readonly timeouts = new ExchangeTimeouts();
   private closing = false;
 
-  constructor(private readonly deps: ProxyDeps) {}
+  constructor(readonly deps: ProxyDeps) {}
 
   /** After this, new requests get 503 and no agent keeps sockets. */
   shutdown(): void {
@@ -64,9 +67,9 @@ export class L7Proxy {
 
   /** Frees a removed backend's pooled connections. */
   dropAgent(b: Backend): void {
-    const pool = this.upstreams.get(b);
+    const up = this.upstreams.get(b);
     this.upstreams.delete(b);
-    void pool?.destroy().catch(() => undefined);
+    void up?.pool.destroy().catch(() => undefined);
   }
 
   handle(req: Req, res: Res, proto: 'http' | 'https'): void {
@@ -75,14 +78,26 @@ export class L7Proxy {
       req.socket.destroySoon();
       return;
     }
-    this.serve(req, res, proto).catch((err: unknown) => {
-      this.deps.logger.error({ err }, 'unexpected error while proxying');
-      if (!res.headersSent) this.reply(res, 500, 'internal error', 'ARCHLAB_INTERNAL');
-      else res.destroy();
-    });
+    try {
+      this.serve(req, res, proto);
+    } catch (err) {
+      this.unexpected(err, res);
+    }
   }
 
-  private async serve(req: Req, res: Res, proto: 'http' | 'https'): Promise<void> {
+  /** Anything thrown on the request path that is not an answer of its own: logged, and a 500 when nothing was sent yet. */
+  unexpected(err: unknown, res: Res): void {
+    this.deps.logger.error({ err }, 'unexpected error while proxying');
+    if (!res.headersSent) this.reply(res, 500, 'internal error', 'ARCHLAB_INTERNAL');
+    else res.destroy();
+  }
+
+  /**
+   * Everything decided once per request (framing, limits, route, forwarding headers, stickiness),
+   * then the attempts, run by a ProxyRequest. No closure is made per request on this path: the
+   * request and each exchange with a backend are class instances whose methods are the callbacks.
+   */
+  private serve(req: Req, res: Res, proto: 'http' | 'https'): void {
     const t0 = performance.now();
     const state = this.deps.state();
     const { config } = state;
@@ -98,9 +113,9 @@ export class L7Proxy {
     }
 
     const host = hostOf(req);
-    let cookieCache: Record<string, string> | undefined;
-    const cookies = (): Record<string, string> => (cookieCache ??= parseCookies(req.headers.cookie));
-    const route = state.router.route({ host, path: req.url ?? '/', method, headers: req.headers, cookies });
+    cookieRequest = req;
+    cookieCache = undefined;
+    const route = state.router.route({ host, path: req.url ?? '/', method, headers: req.headers, cookies: currentCookies });
     const rt = state.pools.get(route.pool)!;
     const fwd = forwardedHeaders(req.headers, {
       peerIp: req.socket.remoteAddress ?? '',
@@ -113,237 +128,59 @@ export class L7Proxy {
     const headers = fwd.headers;
     if (host !== undefined) headers.host = host;
 
-    const ctx = { clientIp: fwd.clientIp, hashKey: hashKeyOf(rt, req, route.path, fwd.clientIp, cookies) };
+    const ctx = { clientIp: fwd.clientIp, hashKey: hashKeyOf(rt, req, route.path, fwd.clientIp, currentCookies) };
     let preferred: Backend | undefined;
     if (rt.sticky) {
-      const i = rt.sticky.resolve(cookies()[rt.sticky.cookie], rt.pool.backends);
+      const i = rt.sticky.resolve(currentCookies()[rt.sticky.cookie], rt.pool.backends);
       if (i >= 0) preferred = rt.pool.backends[i];
     }
+
+    cookieRequest = undefined;
+    cookieCache = undefined;
 
     const hasBody = requestHasBody(req);
     const retryable = IDEMPOTENT.has(method) && !hasBody;
     const attempts = retryable ? 1 + rt.pool.config.retries.attempts : 1;
     rt.budget.recordRequest();
-    const tried = new Set<Backend>();
-    let last: Outcome | undefined;
-    let backend: Backend | undefined;
-    let queueMs = 0;
-    // A client that leaves while its request waits in the queue is not forwarded once a slot frees.
-    let clientGone = false;
-    res.once('close', () => {
-      clientGone = true;
-    });
-    for (let attempt = 0; attempt < attempts; attempt++) {
-      const q0 = performance.now();
-      try {
-        const got = rt.pool.acquire(ctx, tried, attempt === 0 ? preferred : undefined);
-        backend = got instanceof Promise ? await got : got;
-      } catch (err) {
-        if (!(err instanceof BalancerError)) throw err;
-        if (last?.kind === 'retry') break; // answer with what the last backend said
-        const retryAfter = Math.max(1, Math.ceil(rt.pool.config.queue.timeoutMs / 1000));
-        this.reply(res, 503, err.message, err.code, { 'retry-after': String(retryAfter) });
-        this.logAccess(req, fwd.requestId, fwd.clientIp, route.pool, undefined, 503, t0, performance.now() - q0, 0, 0, attempt);
-        return;
-      }
-      queueMs += performance.now() - q0;
-      if (clientGone) {
-        rt.pool.release(backend);
-        this.logAccess(req, fwd.requestId, fwd.clientIp, route.pool, backend.id, 499, t0, queueMs, 0, 0, attempt);
-        return;
-      }
-      tried.add(backend);
-      const canRetry = attempt + 1 < attempts;
-      const setCookie = rt.sticky && backend !== preferred ? rt.sticky.setCookieHeader(backend.id, proto === 'https') : undefined;
-      try {
-        last = await this.forward(req, res, backend, rt, route.path, headers, hasBody, canRetry, setCookie, config);
-      } finally {
-        rt.pool.release(backend);
-      }
-      if (last.kind !== 'retry') break;
-      if (!rt.budget.tryAcquire()) break;
-      this.deps.metrics.retries.inc({ pool: route.pool });
-    }
-    if (last?.kind === 'retry') {
-      // Out of attempts or budget: say what the last backend said.
-      const status = last.status ?? 502;
-      this.reply(res, status, `upstream ${backend?.id}: ${last.reason}`, last.code ?? (status === 502 ? 'ARCHLAB_UPSTREAM_CONNECT' : 'ARCHLAB_UPSTREAM_STATUS'));
-      last = { kind: 'failed', status, reason: last.reason, connectMs: last.connectMs };
-    }
-    const status = last?.kind === 'done' ? last.status : (last?.status ?? 502);
-    const upstreamMs = last?.kind === 'done' ? last.upstreamMs : 0;
-    this.deps.metrics.requests.inc({ pool: route.pool, backend: backend?.id ?? '-', code: String(status) });
-    this.deps.metrics.latency.observe({ pool: route.pool, backend: backend?.id ?? '-' }, (performance.now() - t0) / 1000);
-    this.logAccess(req, fwd.requestId, fwd.clientIp, route.pool, backend?.id, status, t0, queueMs, last?.connectMs ?? 0, upstreamMs, tried.size, last?.kind === 'done' ? last.bytesOut : 0);
+    const p = new ProxyRequest(this, req, res, proto, t0, config, rt, route.pool, route.path, headers, fwd.requestId, fwd.clientIp, ctx, preferred, hasBody, attempts);
+    (res as ResWithRequest)[kProxyRequest] = p;
+    // One listener for the whole request: a client that leaves while its request waits in the
+    // queue is not forwarded once a slot frees, and one that leaves mid-exchange stops it.
+    res.on('close', onClientClose);
+    p.next();
+  }
+
+  /** The response's status and latency in the request counter and histogram. */
+  record(pool: string, backend: Backend | undefined, status: number, seconds: number): void {
+    const m = this.deps.metrics;
+    const id = backend?.id ?? '-';
+    m.requests.inc({ pool, backend: id, code: String(status) });
+    m.latency.observe({ pool, backend: id }, seconds);
   }
 
   /**
-   * One exchange with one backend, through its undici connection pool (measured faster than
-   * node:http's Agent: docs/balancer.md). Resolves when it is completely over: the response finished,
-   * or failed, or the request is to be retried elsewhere.
+   * The backend's undici pool (keep-alive connections, at most maxConnections of them) and the
+   * response and idle timeouts its exchanges run under, both fixed when it is first used. The
+   * timeouts are ExchangeTimeouts' rather than undici's headersTimeout and bodyTimeout, which
+   * allocate two timer objects per request.
    */
-  private forward(
-    req: Req,
-    res: Res,
-    b: Backend,
-    rt: PoolRuntime,
-    path: string,
-    headers: Record<string, string | string[]>,
-    hasBody: boolean,
-    canRetry: boolean,
-    setCookie: string | undefined,
-    config: BalancerConfig,
-  ): Promise<Outcome> {
-    const t0 = performance.now();
-    b.requests++;
-    return new Promise<Outcome>((resolve) => {
-      let settled = false;
-      let startedAt = 0;
-      let responded = false;
-      let discard = false;
-      let status = 0;
-      let bytesOut = 0;
-      let tooLarge = false;
-      let controller: Dispatcher.DispatchController | undefined;
-      let clientGone = false;
-      const finish = (o: Outcome): void => {
-        if (settled) return;
-        settled = true;
-        resolve(o);
-      };
-      const connectMs = (): number => (startedAt ? startedAt - t0 : performance.now() - t0);
-      const fail = (reason: string, kind: 'connect' | 'timeout' | 'reset'): void => {
-        b.failures++;
-        rt.outliers?.recordFailure(b, kind === 'connect' ? 'connect' : kind === 'timeout' ? 'timeout' : 'reset');
-        rt.pool.picker.observe?.(b, performance.now() - t0, false);
-        if (responded || res.headersSent) {
-          res.destroy();
-          return finish({ kind: 'aborted', status: 502, reason, connectMs: connectMs() });
-        }
-        // A request that never reached the backend can go elsewhere; so can an idempotent one
-        // (canRetry implies it) whose connection broke before any response byte reached the
-        // client: a backend killed mid-request, or a pooled keep-alive socket it had just closed
-        // (RFC 9110 §9.2.2; nginx's proxy_next_upstream error, Envoy's retry_on reset).
-        if (canRetry && (kind === 'connect' || kind === 'reset')) {
-          return finish({ kind: 'retry', reason, code: kind === 'connect' ? 'ARCHLAB_UPSTREAM_CONNECT' : 'ARCHLAB_UPSTREAM_RESET', connectMs: connectMs() });
-        }
-        const st = kind === 'timeout' ? 504 : 502;
-        this.reply(res, st, `upstream ${b.id}: ${reason}`, kind === 'timeout' ? 'ARCHLAB_UPSTREAM_TIMEOUT' : kind === 'connect' ? 'ARCHLAB_UPSTREAM_CONNECT' : 'ARCHLAB_UPSTREAM_RESET');
-        finish({ kind: 'failed', status: st, reason, connectMs: connectMs() });
-      };
-
-      let body: Readable | null = null;
-      if (hasBody) {
-        const max = config.limits.maxBodyBytes;
-        let bytesIn = 0;
-        const counted = new Transform({
-          transform(chunk: Buffer, _enc, cb) {
-            bytesIn += chunk.length;
-            if (bytesIn > max) {
-              tooLarge = true;
-              cb(new BalancerError('ARCHLAB_BAD_REQUEST', `body over ${max} bytes`));
-            } else cb(null, chunk);
-          },
-        });
-        req.on('error', (err) => counted.destroy(err));
-        req.pipe(counted);
-        body = counted;
-      }
-
-      // The client went away: stop the upstream exchange too.
-      res.on('close', () => {
-        if (settled || res.writableFinished) return;
-        clientGone = true;
-        controller?.abort(new BalancerError('ARCHLAB_UPSTREAM_RESET', 'client closed'));
-        finish({ kind: 'aborted', status: 499, reason: 'client closed', connectMs: connectMs() });
-      });
-
-      this.upstreamFor(b, config).dispatch(
-        { path, method: (req.method ?? 'GET') as Dispatcher.HttpMethod, headers, body },
-        {
-          onRequestStart: (c) => {
-            controller = c;
-            startedAt = performance.now();
-            if (clientGone) c.abort(new BalancerError('ARCHLAB_UPSTREAM_RESET', 'client closed'));
-          },
-          onResponseStart: (c, statusCode, upHeaders) => {
-            if (statusCode < 200 || settled) return;
-            status = statusCode;
-            const bad = status >= 500;
-            rt.pool.picker.observe?.(b, performance.now() - t0, !bad);
-            if (bad) {
-              b.failures++;
-              rt.outliers?.recordFailure(b, 'status-5xx');
-            } else rt.outliers?.recordSuccess(b);
-            if (canRetry && (status === 502 || status === 503)) {
-              discard = true; // read the body to keep the connection, then retry elsewhere
-              return;
-            }
-            const out = responseHeaders(upHeaders, VIA);
-            if (setCookie) out['set-cookie'] = appendHeader(out['set-cookie'], setCookie);
-            try {
-              res.writeHead(status, out);
-            } catch (err) {
-              this.deps.logger.warn({ err, backend: b.id }, 'backend sent headers that cannot be forwarded');
-              c.abort(new BalancerError('ARCHLAB_UPSTREAM_RESET', 'invalid response headers'));
-              return;
-            }
-            responded = true;
-            // Headers, a small body and the end usually arrive in one tick: send them in one write.
-            res.cork();
-            process.nextTick(uncork, res);
-          },
-          onResponseData: (c, chunk) => {
-            if (discard || settled) return;
-            bytesOut += chunk.length;
-            if (!(res as http.ServerResponse).write(chunk)) {
-              c.pause();
-              res.once('drain', () => c.resume());
-            }
-          },
-          onResponseEnd: () => {
-            if (settled) return;
-            if (discard) return finish({ kind: 'retry', reason: `answered ${status}`, status, connectMs: connectMs() });
-            if (!responded) return fail('invalid response headers', 'reset');
-            res.end();
-            finish({ kind: 'done', status, bytesOut, connectMs: connectMs(), upstreamMs: performance.now() - t0 });
-          },
-          onResponseError: (_c, err: Error & { code?: string }) => {
-            if (settled) return;
-            if (tooLarge) {
-              const max = config.limits.maxBodyBytes;
-              if (!res.headersSent) this.reply(res, 413, `body over ${max} bytes`, 'ARCHLAB_BODY_TOO_LARGE', { connection: 'close' });
-              else res.destroy();
-              return finish({ kind: 'failed', status: 413, reason: 'body too large', connectMs: 0 });
-            }
-            const code = err.code ?? '';
-            if (code === 'UND_ERR_HEADERS_TIMEOUT') return fail(`no response within ${config.timeouts.responseMs} ms`, 'timeout');
-            if (code === 'UND_ERR_BODY_TIMEOUT') return fail(`no bytes for ${config.timeouts.idleMs} ms`, 'timeout');
-            if (!startedAt || CONNECT_ERRORS.has(code) || code === 'UND_ERR_CONNECT_TIMEOUT') return fail(`${code || 'error'}: ${err.message}`, 'connect');
-            fail(`${code || 'error'}: ${err.message}`, 'reset');
-          },
-        },
-      );
-    });
-  }
-
-  /** The backend's undici pool: keep-alive connections, at most maxConnections of them. */
-  private upstreamFor(b: Backend, config: BalancerConfig): UndiciPool {
-    let pool = this.upstreams.get(b);
-    if (!pool) {
+  upstreamFor(b: Backend, config: BalancerConfig): Upstream {
+    let up = this.upstreams.get(b);
+    if (!up) {
       const { connectMs, responseMs, idleMs } = config.timeouts;
-      pool = new UndiciPool(`${b.tls ? 'https' : 'http'}://${formatHostPort(b.host, b.port)}`, {
+      const pool = new UndiciPool(`${b.tls ? 'https' : 'http'}://${formatHostPort(b.host, b.port)}`, {
         connections: b.maxConnections,
         pipelining: 1,
         keepAliveTimeout: UPSTREAM_IDLE_MS,
         keepAliveMaxTimeout: UPSTREAM_IDLE_MS,
-        headersTimeout: responseMs,
-        bodyTimeout: idleMs,
+        headersTimeout: 0,
+        bodyTimeout: 0,
         connect: { timeout: connectMs, ...(b.tls ? { rejectUnauthorized: false } : {}) },
       });
-      this.upstreams.set(b, pool);
+      up = { pool, responseMs, idleMs };
+      this.upstreams.set(b, up);
     }
-    return pool;
+    return up;
   }
 
   /** WebSocket and other HTTP/1.1 upgrades: pick a backend, replay the request, then splice the sockets. */
@@ -444,7 +281,7 @@ export class L7Proxy {
     res.end(body);
   }
 
-  private logAccess(
+  logAccess(
     req: Req,
     requestId: string,
     client: string,
@@ -477,6 +314,411 @@ export class L7Proxy {
       },
       'request',
     );
+  }
+}
+
+/** A backend's connection pool and the timeouts its exchanges run under. */
+interface Upstream {
+  pool: UndiciPool;
+  /** Response headers must arrive within this after the request was sent (timeouts.response); 0 = none. */
+  responseMs: number;
+  /** The response body may pause for at most this between bytes (timeouts.idle); 0 = none. */
+  idleMs: number;
+}
+
+/** How often ExchangeTimeouts checks the deadlines, ms: the timeouts' resolution (undici's own timers tick every 499 ms). */
+export const TIMEOUT_TICK_MS = 100;
+
+/**
+ * The response and idle timeouts of every exchange in flight, checked by one timer every
+ * TIMEOUT_TICK_MS while any is armed. An exchange keeps its deadline in a field that it moves on
+ * as bytes arrive; arming is one Set insertion. (undici's headersTimeout and bodyTimeout create two
+ * timer objects per request, kept until undici's next half-second tick: garbage that outlives the
+ * young generation and costs major collections under load.)
+ */
+export class ExchangeTimeouts {
+  private readonly armed = new Set<Exchange>();
+  private timer: NodeJS.Timeout | undefined;
+
+  arm(ex: Exchange): void {
+    this.armed.add(ex);
+    if (this.timer === undefined) this.schedule();
+  }
+
+  disarm(ex: Exchange): void {
+    this.armed.delete(ex);
+  }
+
+  /** Exchanges armed now (for tests). */
+  get size(): number {
+    return this.armed.size;
+  }
+
+  private schedule(): void {
+    this.timer = setTimeout(() => this.tick(), TIMEOUT_TICK_MS);
+    this.timer.unref();
+  }
+
+  private tick(): void {
+    this.timer = undefined;
+    const now = performance.now();
+    for (const ex of this.armed) {
+      if (ex.deadline <= now && ex.timedOut()) this.armed.delete(ex);
+    }
+    if (this.armed.size > 0) this.schedule();
+  }
+}
+
+/**
+ * Cookie parsing for the request serve() is deciding on, at most once per request and only when a
+ * route, a hash key or stickiness asks. serve() is synchronous up to the first attempt, so one
+ * module-level slot is enough and no closure is made per request.
+ */
+let cookieRequest: Req | undefined;
+let cookieCache: Record<string, string> | undefined;
+function currentCookies(): Record<string, string> {
+  return (cookieCache ??= parseCookies(cookieRequest?.headers.cookie));
+}
+
+const kProxyRequest = Symbol('archlab.proxyRequest');
+type ResWithRequest = Res & { [kProxyRequest]?: ProxyRequest };
+
+/** The response's 'close' listener, shared by every request (`this` is the response). */
+function onClientClose(this: Res): void {
+  (this as ResWithRequest)[kProxyRequest]?.clientClosed();
+}
+
+/**
+ * One client request after routing: acquires a backend, runs an Exchange with it, retries
+ * idempotent requests elsewhere within the budget, then records and logs the outcome. Attempts run
+ * one after the other; an acquire that has to wait in the pool's queue continues when it resolves.
+ */
+class ProxyRequest {
+  private readonly tried = new Set<Backend>();
+  private attempt = 0;
+  private last: Outcome | undefined;
+  private backend: Backend | undefined;
+  private queueMs = 0;
+  private clientGone = false;
+  /** The exchange in flight, if any. */
+  private exchange: Exchange | undefined;
+
+  constructor(
+    private readonly proxy: L7Proxy,
+    readonly req: Req,
+    readonly res: Res,
+    readonly proto: 'http' | 'https',
+    private readonly t0: number,
+    readonly config: BalancerConfig,
+    readonly rt: PoolRuntime,
+    private readonly pool: string,
+    readonly path: string,
+    readonly headers: Record<string, string | string[]>,
+    private readonly requestId: string,
+    private readonly clientIp: string,
+    private readonly ctx: PickContext,
+    private readonly preferred: Backend | undefined,
+    readonly hasBody: boolean,
+    private readonly attempts: number,
+  ) {}
+
+  /** The client closed its side: stop the exchange in flight, or forward nothing once a slot frees. */
+  clientClosed(): void {
+    this.clientGone = true;
+    this.exchange?.clientClosed();
+  }
+
+  /** Starts attempt number `this.attempt`: acquire a backend (maybe waiting in the queue), then forward. */
+  next(): void {
+    const q0 = performance.now();
+    let got: Promise<Backend> | Backend;
+    try {
+      got = this.rt.pool.acquire(this.ctx, this.tried, this.attempt === 0 ? this.preferred : undefined);
+    } catch (err) {
+      if (!(err instanceof BalancerError)) throw err;
+      return this.noBackend(err, q0);
+    }
+    if (got instanceof Promise) {
+      got.then(
+        (b) => this.guard(() => this.acquired(b, q0)),
+        (err: unknown) => this.guard(() => {
+          if (!(err instanceof BalancerError)) throw err;
+          this.noBackend(err, q0);
+        }),
+      );
+      return;
+    }
+    this.acquired(got, q0);
+  }
+
+  /** Runs `fn` outside serve()'s try: anything unexpected it throws is answered like there. */
+  private guard(fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      this.proxy.unexpected(err, this.res);
+    }
+  }
+
+  private noBackend(err: BalancerError, q0: number): void {
+    if (this.last?.kind === 'retry') return this.complete(); // answer with what the last backend said
+    const retryAfter = Math.max(1, Math.ceil(this.rt.pool.config.queue.timeoutMs / 1000));
+    this.proxy.reply(this.res, 503, err.message, err.code, { 'retry-after': String(retryAfter) });
+    this.proxy.logAccess(this.req, this.requestId, this.clientIp, this.pool, undefined, 503, this.t0, performance.now() - q0, 0, 0, this.attempt);
+  }
+
+  private acquired(b: Backend, q0: number): void {
+    this.backend = b;
+    this.queueMs += performance.now() - q0;
+    if (this.clientGone) {
+      this.rt.pool.release(b);
+      this.proxy.logAccess(this.req, this.requestId, this.clientIp, this.pool, b.id, 499, this.t0, this.queueMs, 0, 0, this.attempt);
+      return;
+    }
+    this.tried.add(b);
+    const canRetry = this.attempt + 1 < this.attempts;
+    const sticky = this.rt.sticky;
+    const setCookie = sticky && b !== this.preferred ? sticky.setCookieHeader(b.id, this.proto === 'https') : undefined;
+    const ex = new Exchange(this, this.proxy, b, canRetry, setCookie);
+    this.exchange = ex;
+    ex.start(this.proxy.upstreamFor(b, this.config));
+  }
+
+  /** The exchange with `this.backend` is completely over (called once per exchange). */
+  settled(o: Outcome): void {
+    this.exchange = undefined;
+    this.rt.pool.release(this.backend!);
+    this.last = o;
+    if (o.kind === 'retry' && this.attempt + 1 < this.attempts && this.rt.budget.tryAcquire()) {
+      this.proxy.deps.metrics.retries.inc({ pool: this.pool });
+      this.attempt++;
+      // The next attempt starts after the failed exchange's callbacks have returned.
+      queueMicrotask(() => this.guard(() => this.next()));
+      return;
+    }
+    this.complete();
+  }
+
+  private complete(): void {
+    let last = this.last;
+    const backend = this.backend;
+    if (last?.kind === 'retry') {
+      // Out of attempts or budget: say what the last backend said.
+      const status = last.status ?? 502;
+      this.proxy.reply(this.res, status, `upstream ${backend?.id}: ${last.reason}`, last.code ?? (status === 502 ? 'ARCHLAB_UPSTREAM_CONNECT' : 'ARCHLAB_UPSTREAM_STATUS'));
+      last = { kind: 'failed', status, reason: last.reason, connectMs: last.connectMs };
+    }
+    const status = last?.kind === 'done' ? last.status : (last?.status ?? 502);
+    const upstreamMs = last?.kind === 'done' ? last.upstreamMs : 0;
+    this.proxy.record(this.pool, backend, status, (performance.now() - this.t0) / 1000);
+    this.proxy.logAccess(this.req, this.requestId, this.clientIp, this.pool, backend?.id, status, this.t0, this.queueMs, last?.connectMs ?? 0, upstreamMs, this.tried.size, last?.kind === 'done' ? last.bytesOut : 0);
+  }
+}
+
+/**
+ * One exchange with one backend through its undici connection pool (measured faster than
+ * node:http's Agent: docs/balancer.md), with streaming both ways and backpressure. The instance is
+ * undici's dispatch handler; it tells its ProxyRequest once when it is completely over: the
+ * response finished, or failed, or the request is to be retried elsewhere.
+ */
+export class Exchange implements Dispatcher.DispatchHandler {
+  private readonly t0 = performance.now();
+  private done = false;
+  private startedAt = 0;
+  private responded = false;
+  private discard = false;
+  private status = 0;
+  private bytesOut = 0;
+  private tooLarge = false;
+  private controller: Dispatcher.DispatchController | undefined;
+  private clientGone = false;
+  private readonly res: Res;
+  private readonly rt: PoolRuntime;
+  /** performance.now() after which the exchange times out (ExchangeTimeouts); 0 = no timeout armed. */
+  deadline = 0;
+  /** Waiting for response headers (responseMs) or, after them, for body bytes (idleMs). */
+  private phase: 'headers' | 'body' = 'headers';
+  /** Reading from the backend is paused by backpressure: the idle timeout does not run. */
+  private paused = false;
+  private responseMs = 0;
+  private idleMs = 0;
+
+  constructor(
+    private readonly owner: ProxyRequest,
+    private readonly proxy: L7Proxy,
+    private readonly b: Backend,
+    private readonly canRetry: boolean,
+    private readonly setCookie: string | undefined,
+  ) {
+    this.res = owner.res;
+    this.rt = owner.rt;
+    b.requests++;
+  }
+
+  start(upstream: Upstream): void {
+    const { req } = this.owner;
+    this.responseMs = upstream.responseMs;
+    this.idleMs = upstream.idleMs;
+    let body: Readable | null = null;
+    if (this.owner.hasBody) body = this.countedBody(req, this.owner.config.limits.maxBodyBytes);
+    upstream.pool.dispatch({ path: this.owner.path, method: (req.method ?? 'GET') as Dispatcher.HttpMethod, headers: this.owner.headers, body }, this);
+  }
+
+  /**
+   * Called by ExchangeTimeouts once `deadline` has passed: abort with undici's own timeout errors,
+   * which onResponseError answers (504). Returns false when the deadline does not apply now (the
+   * response body is paused by a slow client) and should be checked again.
+   */
+  timedOut(): boolean {
+    if (this.done || this.controller === undefined) return true;
+    if (this.phase === 'body' && this.paused) return false;
+    this.controller.abort(this.phase === 'headers' ? new undiciErrors.HeadersTimeoutError() : new undiciErrors.BodyTimeoutError());
+    return true;
+  }
+
+  /** The request body, passed through with a running count that fails the exchange past `max` bytes. */
+  private countedBody(req: Req, max: number): Readable {
+    let bytesIn = 0;
+    const counted = new Transform({
+      transform: (chunk: Buffer, _enc, cb) => {
+        bytesIn += chunk.length;
+        // The response timeout counts from the end of the upload: each chunk on its way restarts it.
+        if (this.phase === 'headers' && this.deadline !== 0) this.deadline = performance.now() + this.responseMs;
+        if (bytesIn > max) {
+          this.tooLarge = true;
+          cb(new BalancerError('ARCHLAB_BAD_REQUEST', `body over ${max} bytes`));
+        } else cb(null, chunk);
+      },
+    });
+    req.on('error', (err) => counted.destroy(err));
+    req.pipe(counted);
+    return counted;
+  }
+
+  /** The client went away: stop the upstream exchange too. */
+  clientClosed(): void {
+    if (this.done || this.res.writableFinished) return;
+    this.clientGone = true;
+    this.controller?.abort(new BalancerError('ARCHLAB_UPSTREAM_RESET', 'client closed'));
+    this.finish({ kind: 'aborted', status: 499, reason: 'client closed', connectMs: this.connectMs() });
+  }
+
+  private finish(o: Outcome): void {
+    if (this.done) return;
+    this.done = true;
+    if (this.deadline !== 0) this.proxy.timeouts.disarm(this);
+    this.owner.settled(o);
+  }
+
+  private connectMs(): number {
+    return this.startedAt ? this.startedAt - this.t0 : performance.now() - this.t0;
+  }
+
+  private fail(reason: string, kind: 'connect' | 'timeout' | 'reset'): void {
+    const { b, rt, res } = this;
+    b.failures++;
+    rt.outliers?.recordFailure(b, kind);
+    rt.pool.picker.observe?.(b, performance.now() - this.t0, false);
+    if (this.responded || res.headersSent) {
+      res.destroy();
+      return this.finish({ kind: 'aborted', status: 502, reason, connectMs: this.connectMs() });
+    }
+    // A request that never reached the backend can go elsewhere; so can an idempotent one
+    // (canRetry implies it) whose connection broke before any response byte reached the
+    // client: a backend killed mid-request, or a pooled keep-alive socket it had just closed
+    // (RFC 9110 §9.2.2; nginx's proxy_next_upstream error, Envoy's retry_on reset).
+    if (this.canRetry && (kind === 'connect' || kind === 'reset')) {
+      return this.finish({ kind: 'retry', reason, code: kind === 'connect' ? 'ARCHLAB_UPSTREAM_CONNECT' : 'ARCHLAB_UPSTREAM_RESET', connectMs: this.connectMs() });
+    }
+    const st = kind === 'timeout' ? 504 : 502;
+    this.proxy.reply(res, st, `upstream ${b.id}: ${reason}`, kind === 'timeout' ? 'ARCHLAB_UPSTREAM_TIMEOUT' : kind === 'connect' ? 'ARCHLAB_UPSTREAM_CONNECT' : 'ARCHLAB_UPSTREAM_RESET');
+    this.finish({ kind: 'failed', status: st, reason, connectMs: this.connectMs() });
+  }
+
+  onRequestStart(c: Dispatcher.DispatchController): void {
+    this.controller = c;
+    this.startedAt = performance.now();
+    if (this.clientGone) return c.abort(new BalancerError('ARCHLAB_UPSTREAM_RESET', 'client closed'));
+    if (this.responseMs > 0) {
+      this.deadline = this.startedAt + this.responseMs;
+      this.proxy.timeouts.arm(this);
+    }
+  }
+
+  onResponseStart(c: Dispatcher.DispatchController, statusCode: number, upHeaders: http.IncomingHttpHeaders): void {
+    if (statusCode < 200 || this.done) return;
+    const { b, rt, res } = this;
+    this.status = statusCode;
+    this.phase = 'body';
+    if (this.idleMs > 0) {
+      if (this.deadline === 0) this.proxy.timeouts.arm(this);
+      this.deadline = performance.now() + this.idleMs;
+    } else if (this.deadline !== 0) {
+      this.proxy.timeouts.disarm(this);
+      this.deadline = 0;
+    }
+    const bad = statusCode >= 500;
+    rt.pool.picker.observe?.(b, performance.now() - this.t0, !bad);
+    if (bad) {
+      b.failures++;
+      rt.outliers?.recordFailure(b, 'status-5xx');
+    } else rt.outliers?.recordSuccess(b);
+    if (this.canRetry && (statusCode === 502 || statusCode === 503)) {
+      this.discard = true; // read the body to keep the connection, then retry elsewhere
+      return;
+    }
+    const out = responseHeaders(upHeaders, VIA);
+    if (this.setCookie) out['set-cookie'] = appendHeader(out['set-cookie'], this.setCookie);
+    try {
+      res.writeHead(statusCode, out);
+    } catch (err) {
+      this.proxy.deps.logger.warn({ err, backend: b.id }, 'backend sent headers that cannot be forwarded');
+      c.abort(new BalancerError('ARCHLAB_UPSTREAM_RESET', 'invalid response headers'));
+      return;
+    }
+    this.responded = true;
+    // Headers, a small body and the end usually arrive in one tick: send them in one write.
+    res.cork();
+    process.nextTick(uncork, res);
+  }
+
+  onResponseData(c: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.deadline !== 0) this.deadline = performance.now() + this.idleMs;
+    if (this.discard || this.done) return;
+    this.bytesOut += chunk.length;
+    if (!(this.res as http.ServerResponse).write(chunk)) {
+      c.pause();
+      this.paused = true;
+      this.res.once('drain', () => {
+        this.paused = false;
+        if (this.deadline !== 0) this.deadline = performance.now() + this.idleMs;
+        c.resume();
+      });
+    }
+  }
+
+  onResponseEnd(): void {
+    if (this.done) return;
+    if (this.discard) return this.finish({ kind: 'retry', reason: `answered ${this.status}`, status: this.status, connectMs: this.connectMs() });
+    if (!this.responded) return this.fail('invalid response headers', 'reset');
+    this.res.end();
+    this.finish({ kind: 'done', status: this.status, bytesOut: this.bytesOut, connectMs: this.connectMs(), upstreamMs: performance.now() - this.t0 });
+  }
+
+  onResponseError(_c: Dispatcher.DispatchController, err: Error & { code?: string }): void {
+    if (this.done) return;
+    const { config } = this.owner;
+    if (this.tooLarge) {
+      const max = config.limits.maxBodyBytes;
+      if (!this.res.headersSent) this.proxy.reply(this.res, 413, `body over ${max} bytes`, 'ARCHLAB_BODY_TOO_LARGE', { connection: 'close' });
+      else this.res.destroy();
+      return this.finish({ kind: 'failed', status: 413, reason: 'body too large', connectMs: 0 });
+    }
+    const code = err.code ?? '';
+    if (code === 'UND_ERR_HEADERS_TIMEOUT') return this.fail(`no response within ${config.timeouts.responseMs} ms`, 'timeout');
+    if (code === 'UND_ERR_BODY_TIMEOUT') return this.fail(`no bytes for ${config.timeouts.idleMs} ms`, 'timeout');
+    if (!this.startedAt || CONNECT_ERRORS.has(code) || code === 'UND_ERR_CONNECT_TIMEOUT') return this.fail(`${code || 'error'}: ${err.message}`, 'connect');
+    this.fail(`${code || 'error'}: ${err.message}`, 'reset');
   }
 }
 
