@@ -10,28 +10,8 @@ import type { EngineOptions, Loader } from './core.js';
 import { CacheError } from './errors.js';
 import { CacheMetrics } from './metrics.js';
 import { createMemoryStore } from './stores/memory.js';
-import type { MemoryStore } from './stores/memory.js';
 import type { FleetLease, LeaseHandle } from './strategies/types.js';
-import type { CacheStore, Entry, FillToken } from './types.js';
-
-interface Deferred<T> {
-  promise: Promise<T>;
-  resolve: (v: T) => void;
-  reject: (e: unknown) => void;
-}
-
-function deferred<T>(): Deferred<T> {
-  let resolve!: (v: T) => void;
-  let reject!: (e: unknown) => void;
-  const promise = new Promise<T>((res, rej) => {
-    resolve = res;
-    reject = rej;
-  });
-  return { promise, resolve, reject };
-}
-
-/** Lets every pending promise callback run (the memory store answers in microtasks). */
-const tick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+import { deferred, FlakyStore, tick, type Deferred } from './test-helpers.js';
 
 /** A loader whose calls wait until the test settles them, in order. */
 function controlled(): { loader: Loader<string>; calls: Deferred<string | undefined>[]; keys: string[] } {
@@ -56,58 +36,6 @@ function counting(rows: Map<string, string>): { loader: Loader<string>; count: (
     },
     count: () => n,
   };
-}
-
-/**
- * A remote-like store (kind 'redis', no peek) over a memory store, that can be taken down (every
- * call throws ARCHLAB_CACHE_STORE_UNAVAILABLE), made to hang, or made to fail decoding.
- */
-class FlakyStore implements CacheStore<string> {
-  readonly kind = 'redis' as const;
-  readonly commandTimeoutMs = 100;
-  down = false;
-  hang = false;
-  corrupt = false;
-  calls = 0;
-  readonly byOp = new Map<string, number>();
-  constructor(readonly inner: MemoryStore<string>) {}
-
-  private call<T>(op: string, fn: () => Promise<T>): Promise<T> {
-    this.calls++;
-    this.byOp.set(op, (this.byOp.get(op) ?? 0) + 1);
-    if (this.hang) return new Promise<T>(() => {});
-    if (this.down) return Promise.reject(new CacheError('ARCHLAB_CACHE_STORE_UNAVAILABLE', `store down (${op})`));
-    if (this.corrupt && op === 'get') return Promise.reject(new CacheError('ARCHLAB_CACHE_CODEC', 'cannot decode', { details: { direction: 'decode' } }));
-    return fn();
-  }
-
-  get(key: string): Promise<Entry<string> | undefined> {
-    return this.call('get', () => this.inner.get(key));
-  }
-  set(key: string, entry: Entry<string>): Promise<void> {
-    return this.call('set', () => this.inner.set(key, entry));
-  }
-  fillToken(key: string): Promise<FillToken> {
-    return this.call('fillToken', () => this.inner.fillToken(key));
-  }
-  fill(key: string, entry: Entry<string>, token: FillToken): Promise<boolean> {
-    return this.call('fill', () => this.inner.fill(key, entry, token));
-  }
-  invalidate(key: string): Promise<void> {
-    return this.call('invalidate', () => this.inner.invalidate(key));
-  }
-  invalidateTag(tag: string): Promise<number> {
-    return this.call('invalidateTag', () => this.inner.invalidateTag(tag));
-  }
-  clear(): Promise<void> {
-    return this.call('clear', () => this.inner.clear());
-  }
-  size(): number | undefined {
-    return undefined;
-  }
-  close(): Promise<void> {
-    return this.inner.close();
-  }
 }
 
 const START = 1_000_000;

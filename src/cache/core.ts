@@ -27,10 +27,10 @@ import type { Logger } from '../core/log.js';
 import { SystemRandom, type Random } from '../core/random.js';
 import { CircuitBreaker, type BreakerState } from './breaker.js';
 import { CacheError, MAX_KEY_BYTES } from './errors.js';
-import { emptyStats, type CacheMetrics, type CacheStats } from './metrics.js';
+import { emptyStats, type CacheMetrics, type CacheStats, type MeteredCache } from './metrics.js';
 import { DEFAULT_FRESHNESS, dueForRefreshAhead, judge, makeEntry, type FreshnessOptions } from './policy.js';
 import type { CacheOptions, FleetLease, LeaseHandle, LoadTimeouts } from './strategies/types.js';
-import type { CacheStore, Entry, EvictionReason, FillToken } from './types.js';
+import type { CacheStore, Entry, EvictionReason, FillToken, Source } from './types.js';
 
 /** Loads the value of `key` from the source of truth; `undefined` when the source has none. */
 export type Loader<V> = (key: string) => Promise<V | undefined>;
@@ -74,6 +74,19 @@ export interface WriteTicket {
 interface Flight<V> {
   readonly promise: Promise<V | undefined>;
   noFill: boolean;
+  readonly key: string;
+  /** Monotonic ms after which callers get ARCHLAB_CACHE_LOAD_TIMEOUT. */
+  readonly deadline: number;
+  /** Settled (value, error or timeout): later outcomes are ignored. */
+  done: boolean;
+  settle: (v: V | undefined) => void;
+  fail: (err: unknown) => void;
+}
+
+/** The memory store's synchronous fill-token calls, used on the in-process miss path. */
+interface SyncFillStore<V> {
+  takeToken(key: string): FillToken;
+  fillNow(key: string, entry: Entry<V>, token: FillToken): boolean;
 }
 
 const FAILED: unique symbol = Symbol('store call failed');
@@ -159,6 +172,21 @@ export class ReadEngine<V> {
   /** The hit path may run: the store has peek() and no repair is pending. */
   private fast: boolean;
   private readonly flights = new Map<string, Flight<V>>();
+  /**
+   * Flights not yet settled, detached or not, in start order. Every flight gets the same hardMs, so
+   * the first is the one due first: one timer, armed for it, times out every flight (no timer per
+   * load: a timer per miss costs more than the rest of the miss path on a memory store).
+   */
+  private readonly live = new Set<Flight<V>>();
+  private sweepTimer: TimerHandle | undefined;
+  /** Set when the store is the in-process memory store: fill tokens and fills without a promise. */
+  private readonly syncFill: SyncFillStore<V> | undefined;
+  /**
+   * Store reads in flight per key, shared by concurrent readers of a store whose peek() is not the
+   * whole story (tiered, Redis): 10,000 concurrent misses of one key make one GET, then one load.
+   * Bounded by the number of keys read concurrently.
+   */
+  private readonly storeReads = new Map<string, Promise<Entry<V> | undefined>>();
   /** Per key, the tail of the beginWrite calls in progress (entries live only while one runs). */
   private readonly beginning = new Map<string, Promise<void>>();
   /** Keys whose invalidation the store has not taken yet -> the repair epoch when marked. */
@@ -209,6 +237,8 @@ export class ReadEngine<V> {
     this.hasPeek = typeof this.store.peek === 'function';
     this.peekIsAuthoritative = this.hasPeek && this.store.kind === 'memory';
     this.fast = this.hasPeek;
+    const sync = this.store as unknown as Partial<SyncFillStore<V>>;
+    this.syncFill = this.store.kind === 'memory' && typeof sync.takeToken === 'function' && typeof sync.fillNow === 'function' ? (sync as SyncFillStore<V>) : undefined;
     this.storeTimeoutMs = this.store.kind === 'memory' ? 0 : (this.store.commandTimeoutMs ?? DEFAULT_STORE_TIMEOUT_MS);
 
     // Count evictions the store reports, keeping whatever hook was there.
@@ -300,7 +330,7 @@ export class ReadEngine<V> {
         return undefined;
       }
     }
-    const e = (this.hasPeek ? this.store.peek!(key) : undefined) ?? (this.peekIsAuthoritative ? undefined : await this.storeGet(key));
+    const e = (this.hasPeek ? this.store.peek!(key) : undefined) ?? (this.peekIsAuthoritative ? undefined : await this.sharedStoreGet(key));
     return this.lookupJudge(e);
   }
 
@@ -335,7 +365,7 @@ export class ReadEngine<V> {
     // The in-process tier of a tiered store may hold nothing, or an entry past every window while
     // another process has filled the shared tier since: ask the store before loading.
     if (!this.peekIsAuthoritative && (entry === undefined || judge(entry, this.freshness, this.now()) === 'expired')) {
-      entry = (await this.storeGet(key)) ?? entry;
+      entry = (await this.sharedStoreGet(key)) ?? entry;
     }
     if (entry === undefined) {
       this.stats.misses++;
@@ -428,43 +458,106 @@ export class ReadEngine<V> {
       settle = resolve;
       fail = reject;
     });
-    const flight: Flight<V> = { promise, noFill: !fill };
+    const flight: Flight<V> = { promise, noFill: !fill, key, deadline: this.clock.monotonic() + this.loadTimeouts.hardMs, done: false, settle, fail };
     this.flights.set(key, flight);
-    let done = false;
-    const leave = (): void => {
-      if (this.flights.get(key) === flight) this.flights.delete(key);
-    };
-    const timer = this.clock.setTimer(this.loadTimeouts.hardMs, () => {
-      if (done) return;
-      done = true;
-      this.stats.loadTimeouts++;
-      leave();
-      fail(
-        new CacheError('ARCHLAB_CACHE_LOAD_TIMEOUT', `loading key ${JSON.stringify(key.slice(0, 64))} took over ${this.loadTimeouts.hardMs} ms`, {
-          details: { key, timeoutMs: this.loadTimeouts.hardMs },
-        }),
-      );
-    });
-    this.runLoad(key, loader, tags, flight).then(
-      (v) => {
-        leave();
-        if (done) return;
-        done = true;
-        timer.cancel();
-        settle(v);
-      },
-      (err: unknown) => {
-        leave();
-        if (done) {
-          this.logger?.debug({ cache: this.name, key, err }, 'load failed after its hard timeout');
-          return;
-        }
-        done = true;
-        timer.cancel();
-        fail(err);
-      },
+    this.live.add(flight);
+    if (this.sweepTimer === undefined) this.armSweep(flight.deadline);
+    const load = this.syncFill !== undefined && this.lease === undefined ? this.runLoadInProcess(key, loader, tags, flight, this.syncFill) : this.runLoad(key, loader, tags, flight);
+    load.then(
+      (v) => this.land(flight, v),
+      (err: unknown) => this.crash(flight, err),
     );
     return flight;
+  }
+
+  private land(flight: Flight<V>, v: V | undefined): void {
+    this.leave(flight);
+    if (flight.done) return;
+    flight.done = true;
+    flight.settle(v);
+  }
+
+  private crash(flight: Flight<V>, err: unknown): void {
+    this.leave(flight);
+    if (flight.done) {
+      this.logger?.debug({ cache: this.name, key: flight.key, err }, 'load failed after its hard timeout');
+      return;
+    }
+    flight.done = true;
+    flight.fail(err);
+  }
+
+  private leave(flight: Flight<V>): void {
+    if (this.flights.get(flight.key) === flight) this.flights.delete(flight.key);
+    this.live.delete(flight);
+  }
+
+  private armSweep(at: number): void {
+    this.sweepTimer = this.clock.setTimer(Math.max(0, at - this.clock.monotonic()), () => this.sweep());
+  }
+
+  /**
+   * Times out every live flight past its deadline (they are in deadline order), then re-arms for the
+   * next one. A timed-out flight leaves the map, so later readers start a fresh load instead of
+   * waiting on a stuck one; the load itself runs on and still fills when it ends.
+   */
+  private sweep(): void {
+    this.sweepTimer = undefined;
+    const now = this.clock.monotonic();
+    for (const flight of this.live) {
+      if (flight.deadline > now) {
+        this.armSweep(flight.deadline);
+        return;
+      }
+      this.live.delete(flight);
+      if (flight.done) continue;
+      flight.done = true;
+      this.stats.loadTimeouts++;
+      if (this.flights.get(flight.key) === flight) this.flights.delete(flight.key);
+      flight.fail(
+        new CacheError('ARCHLAB_CACHE_LOAD_TIMEOUT', `loading key ${JSON.stringify(flight.key.slice(0, 64))} took over ${this.loadTimeouts.hardMs} ms`, {
+          details: { key: flight.key, timeoutMs: this.loadTimeouts.hardMs },
+        }),
+      );
+    }
+  }
+
+  /**
+   * runLoad for the in-process memory store without a lease: the fill token and the fill are
+   * synchronous calls (the memory store cannot be down, so no breaker or latency guard), and the
+   * load's promise is chained once instead of awaited through three async layers.
+   */
+  private runLoadInProcess(key: string, loader: Loader<V>, tags: readonly string[] | undefined, flight: Flight<V>, store: SyncFillStore<V>): Promise<V | undefined> {
+    // The token is taken before the load: an invalidation after this point refuses our fill.
+    const token = flight.noFill ? undefined : store.takeToken(key);
+    this.stats.loads++;
+    const t0 = this.metrics !== undefined ? this.clock.monotonic() : 0;
+    let pending: Promise<V | undefined>;
+    try {
+      pending = loader(key);
+    } catch (err) {
+      this.stats.loadErrors++;
+      return Promise.reject(sourceError(key, 'load', err));
+    }
+    return pending.then(
+      (value) => {
+        if (this.metrics !== undefined) this.metrics.observeLoad(this.name, (this.clock.monotonic() - t0) / 1000);
+        if (token !== undefined && !flight.noFill && !this.closed && (value !== undefined || this.freshness.negativeTtlMs > 0)) {
+          const entryTags = tags ?? (value !== undefined && this.tagsFor !== undefined ? this.tagsFor(key, value) : undefined);
+          try {
+            store.fillNow(key, makeEntry(value, this.freshness, this.clock.now(), this.random, entryTags), token);
+          } catch (err) {
+            // Too large, or a value the store refuses: served, not cached.
+            this.logger?.warn({ cache: this.name, key, err }, 'store refused the call');
+          }
+        }
+        return value;
+      },
+      (err: unknown) => {
+        this.stats.loadErrors++;
+        throw sourceError(key, 'load', err);
+      },
+    );
   }
 
   private async runLoad(key: string, loader: Loader<V>, tags: readonly string[] | undefined, flight: Flight<V>): Promise<V | undefined> {
@@ -680,6 +773,7 @@ export class ReadEngine<V> {
     this.flights.clear();
     this.nowTimer?.cancel();
     this.nowTimer = undefined;
+    // Flights still running keep their hard timeout (the sweep timer does not hold the process open).
     this.store.onEvict = this.previousOnEvict;
   }
 
@@ -687,14 +781,43 @@ export class ReadEngine<V> {
     return this.closed;
   }
 
+  /**
+   * The end of every strategy's close(): stops the engine, takes `cache` off the metrics, then closes
+   * the store and `source` (the source even when the store's close fails).
+   */
+  async shutdown(cache: MeteredCache, source?: Source<V>): Promise<void> {
+    this.close();
+    this.metrics?.unregister(cache);
+    try {
+      await this.store.close();
+    } finally {
+      await source?.close?.();
+    }
+  }
+
   // ---------------------------------------------------------------- store calls
 
   /** Forget the flight of `key` so later readers start their own; `noFill` also stops it from filling. */
   private detach(key: string, noFill: boolean): void {
+    // A store read started before the invalidation may return the old entry: later readers start their own.
+    this.storeReads.delete(key);
     const f = this.flights.get(key);
     if (f === undefined) return;
     if (noFill) f.noFill = true;
     this.flights.delete(key);
+  }
+
+  /** storeGet, joined with a read of the same key already in flight. */
+  private sharedStoreGet(key: string): Promise<Entry<V> | undefined> {
+    let p = this.storeReads.get(key);
+    if (p === undefined) {
+      const read: Promise<Entry<V> | undefined> = this.storeGet(key).finally(() => {
+        if (this.storeReads.get(key) === read) this.storeReads.delete(key);
+      });
+      this.storeReads.set(key, read);
+      p = read;
+    }
+    return p;
   }
 
   private async storeGet(key: string): Promise<Entry<V> | undefined> {

@@ -61,12 +61,11 @@ export class CacheMetrics {
   constructor(registry: Registry) {
     const p = METRIC_PREFIX + 'cache_';
     const caches = this.caches;
+    // What every series below shares: the name prefix, one `cache` label, the registry.
+    const series = (name: string, help: string) => ({ name: p + name, help, labelNames: ['cache'] as const, registers: [registry] });
     const counter = (name: string, help: string, field: keyof CacheStats): void => {
       new Counter({
-        name: p + name,
-        help,
-        labelNames: ['cache'],
-        registers: [registry],
+        ...series(name, help),
         collect() {
           this.reset();
           for (const c of caches.values()) this.inc({ cache: c.name }, c.stats()[field]);
@@ -84,10 +83,7 @@ export class CacheMetrics {
     counter('breaker_skips_total', 'Store calls skipped while the circuit breaker was open.', 'breakerSkips');
     const gauge = (name: string, help: string, read: (s: WriteBackStats) => number): void => {
       new Gauge({
-        name: p + name,
-        help,
-        labelNames: ['cache'],
-        registers: [registry],
+        ...series(name, help),
         collect() {
           this.reset();
           for (const c of caches.values()) {
@@ -103,11 +99,8 @@ export class CacheMetrics {
     gauge('writeback_flushed_writes', 'Writes applied to the source since start.', (s) => s.flushedWrites);
     gauge('writeback_flush_failures', 'Failed flush attempts since start.', (s) => s.flushFailures);
     this.loadSeconds = new Histogram({
-      name: p + 'load_duration_seconds',
-      help: 'Time a source load took.',
-      labelNames: ['cache'],
+      ...series('load_duration_seconds', 'Time a source load took.'),
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
-      registers: [registry],
     });
   }
 

@@ -4,27 +4,18 @@
  * The machine's Redis is never stopped: faults come from CLIENT KILL and from a small TCP proxy
  * between the store and Redis that the test cuts, blackholes and restores.
  */
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import * as net from 'node:net';
 import { randomBytes } from 'node:crypto';
-import { Redis } from 'ioredis';
 import { needService, REDIS } from '../support/services.js';
+import { REDIS_URL, redisTestRun } from '../support/redis.js';
+import { closedPort, FaultProxy } from '../support/fault-proxy.js';
 import { createRedisStore, type RedisStore } from '../../src/cache/stores/redis.js';
 import { CacheError } from '../../src/cache/errors.js';
 import type { Entry } from '../../src/cache/types.js';
 
 const skip = await needService(REDIS);
-const RUN = `archlab:test:redis-faults:${process.pid}:${randomBytes(4).toString('hex')}:`;
-const admin = skip ? undefined : new Redis('redis://127.0.0.1:6379', { maxRetriesPerRequest: 1 });
-
-after(async () => {
-  if (admin) {
-    const keys = await admin.keys(RUN.replace(/[*?[\]\\]/g, '\\$&') + '*');
-    if (keys.length) await admin.unlink(...keys);
-    admin.disconnect();
-  }
-});
+const { prefix: RUN, admin } = redisTestRun('redis-faults', skip);
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -45,66 +36,6 @@ async function timed<T>(p: Promise<T>): Promise<{ ms: number; ok: boolean; value
     return { ms: performance.now() - t0, ok: true, value };
   } catch (err) {
     return { ms: performance.now() - t0, ok: false, err };
-  }
-}
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
-
-/** A TCP proxy to the local Redis that forwards, refuses, or silently drops traffic. */
-class FaultProxy {
-  mode: 'pass' | 'refuse' | 'blackhole' = 'pass';
-  port = 0;
-  private readonly sockets = new Set<net.Socket>();
-  private readonly server = net.createServer((client) => {
-    if (this.mode === 'refuse') {
-      client.destroy();
-      return;
-    }
-    const upstream = net.connect(6379, '127.0.0.1');
-    this.sockets.add(client).add(upstream);
-    const drop = (): void => {
-      client.destroy();
-      upstream.destroy();
-      this.sockets.delete(client);
-      this.sockets.delete(upstream);
-    };
-    client.on('data', (d) => this.mode === 'pass' && upstream.write(d));
-    upstream.on('data', (d) => this.mode === 'pass' && client.write(d));
-    client.on('error', drop).on('close', drop);
-    upstream.on('error', drop).on('close', drop);
-  });
-
-  async start(): Promise<this> {
-    await new Promise<void>((r) => this.server.listen(0, '127.0.0.1', r));
-    this.port = (this.server.address() as net.AddressInfo).port;
-    return this;
-  }
-
-  /** Every connection reset, new ones refused: Redis went away. */
-  cut(): void {
-    this.mode = 'refuse';
-    for (const s of this.sockets) s.destroy();
-    this.sockets.clear();
-  }
-
-  /** Connections stay open but nothing comes back: a half-open link or a frozen server. */
-  blackhole(): void {
-    this.mode = 'blackhole';
-  }
-
-  restore(): void {
-    this.mode = 'pass';
-  }
-
-  async close(): Promise<void> {
-    this.cut();
-    await new Promise((r) => this.server.close(r));
   }
 }
 
@@ -130,7 +61,7 @@ function ioredisQueues(store: RedisStore): { offline: number; command: number } 
 }
 
 test('redis faults: nothing listening -> every call fails with STORE_UNAVAILABLE within commandTimeoutMs, nothing queued', { skip }, async (t) => {
-  const port = await freePort();
+  const port = await closedPort();
   const timeoutMs = 200;
   const store = createRedisStore({ url: `redis://127.0.0.1:${port}`, prefix: RUN + 'closed:', commandTimeoutMs: timeoutMs });
   t.after(() => store.close());
@@ -164,7 +95,7 @@ test('redis faults: nothing listening -> every call fails with STORE_UNAVAILABLE
 });
 
 test('redis faults: connections cut mid-load -> typed failures, then recovery without a restart', { skip }, async (t) => {
-  const proxy = await new FaultProxy().start();
+  const proxy = await new FaultProxy({ port: 6379 }).start();
   t.after(() => proxy.close());
   const timeoutMs = 300;
   const store = createRedisStore({ url: `redis://127.0.0.1:${proxy.port}`, prefix: RUN + 'cut:', commandTimeoutMs: timeoutMs });
@@ -203,7 +134,7 @@ test('redis faults: connections cut mid-load -> typed failures, then recovery wi
 });
 
 test('redis faults: a connection that stops answering -> timeouts, bounded pending calls, a forced reconnect, recovery', { skip }, async (t) => {
-  const proxy = await new FaultProxy().start();
+  const proxy = await new FaultProxy({ port: 6379 }).start();
   t.after(() => proxy.close());
   const timeoutMs = 150;
   const store = createRedisStore({ url: `redis://127.0.0.1:${proxy.port}`, prefix: RUN + 'blackhole:', commandTimeoutMs: timeoutMs, maxPendingCalls: 100 });
@@ -227,7 +158,7 @@ test('redis faults: a connection that stops answering -> timeouts, bounded pendi
 
 test('redis faults: CLIENT KILL of the store\'s connection mid-load (a Redis restart, seen from the client) -> recovery', { skip }, async (t) => {
   const name = `archlab-test-${process.pid}-${randomBytes(3).toString('hex')}`;
-  const store = createRedisStore({ url: 'redis://127.0.0.1:6379', prefix: RUN + 'kill:', commandTimeoutMs: 500, clientOptions: { connectionName: name } });
+  const store = createRedisStore({ url: REDIS_URL, prefix: RUN + 'kill:', commandTimeoutMs: 500, clientOptions: { connectionName: name } });
   t.after(() => store.close());
   await recovers(() => store.set('k', entry('v')), 3_000);
   const list = await admin!.client('LIST');

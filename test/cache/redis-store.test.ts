@@ -3,11 +3,11 @@
  * has (a fleet of store instances sharing a namespace, bytes in the server, key layout, TTLs).
  * Every run uses its own key prefix and deletes it afterwards.
  */
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { needService, REDIS } from '../support/services.js';
+import { REDIS_URL, redisTestRun } from '../support/redis.js';
 import { storeConformance } from '../../src/cache/stores/conformance.js';
 import { createRedisStore, type RedisStore } from '../../src/cache/stores/redis.js';
 import { CacheError } from '../../src/cache/errors.js';
@@ -15,24 +15,7 @@ import { rawCodec } from '../../src/cache/codec.js';
 import type { Entry } from '../../src/cache/types.js';
 
 const skip = await needService(REDIS);
-const URL = 'redis://127.0.0.1:6379';
-const RUN = `archlab:test:redis-store:${process.pid}:${randomBytes(4).toString('hex')}:`;
-const admin = skip ? undefined : new Redis(URL, { maxRetriesPerRequest: 1 });
-
-async function deletePrefix(prefix: string): Promise<void> {
-  if (!admin) return;
-  let cursor = '0';
-  do {
-    const [next, keys] = await admin.scan(cursor, 'MATCH', prefix.replace(/[*?[\]\\]/g, '\\$&') + '*', 'COUNT', 1000);
-    cursor = next;
-    if (keys.length) await admin.unlink(...keys);
-  } while (cursor !== '0');
-}
-
-after(async () => {
-  await deletePrefix(RUN);
-  admin?.disconnect();
-});
+const { prefix: RUN, admin, deletePrefix } = redisTestRun('redis-store', skip);
 
 let seq = 0;
 storeConformance(
@@ -40,7 +23,7 @@ storeConformance(
   async (o = {}) => {
     // One prefix per namespace name within a case; a fresh one for each unnamed store.
     const prefix = `${RUN}${o.namespace ?? `s${seq++}`}:`;
-    const store = createRedisStore({ url: URL, prefix, raceWindowMs: o.raceWindowMs, maxValueBytes: o.maxValueBytes, commandTimeoutMs: 2000 });
+    const store = createRedisStore({ url: REDIS_URL, prefix, raceWindowMs: o.raceWindowMs, maxValueBytes: o.maxValueBytes, commandTimeoutMs: 2000 });
     return {
       store,
       clock: undefined,
@@ -60,7 +43,7 @@ function entry<V>(value: V, lifeMs = 60_000, tags?: string[]): Entry<V> {
 
 async function withStore<T>(fn: (store: RedisStore, prefix: string) => Promise<T>, opts: Partial<Parameters<typeof createRedisStore>[0]> = {}): Promise<T> {
   const prefix = `${RUN}x${seq++}:`;
-  const store = createRedisStore({ url: URL, prefix, commandTimeoutMs: 2000, ...opts });
+  const store = createRedisStore({ url: REDIS_URL, prefix, commandTimeoutMs: 2000, ...opts });
   try {
     return await fn(store, prefix);
   } finally {
@@ -71,7 +54,7 @@ async function withStore<T>(fn: (store: RedisStore, prefix: string) => Promise<T
 
 test('redis: two store instances sharing a namespace are one cache (a fleet): an invalidation in one refuses the other\'s fill', { skip }, async () => {
   await withStore(async (a, prefix) => {
-    const b = createRedisStore({ url: URL, prefix, commandTimeoutMs: 2000 });
+    const b = createRedisStore({ url: REDIS_URL, prefix, commandTimeoutMs: 2000 });
     try {
       await a.set('k', entry('v1'));
       assert.equal((await b.get('k'))?.value, 'v1');
@@ -90,7 +73,7 @@ test('redis: two store instances sharing a namespace are one cache (a fleet): an
 });
 
 test('redis: a caller-owned client is used as is and left open by close()', { skip }, async () => {
-  const client = new Redis(URL, { enableOfflineQueue: false, maxRetriesPerRequest: 1 });
+  const client = new Redis(REDIS_URL, { enableOfflineQueue: false, maxRetriesPerRequest: 1 });
   const prefix = `${RUN}own${seq++}:`;
   try {
     await new Promise((r) => client.once('ready', r));
@@ -141,9 +124,9 @@ test('redis: keys are laid out under the prefix with the user key in one hash ta
     assert.equal(store.dataKey('a}b%'), `${prefix}d:{a%7Db%25}`);
     assert.equal(store.tagKey('t}'), `${prefix}t:{t%7D}`);
   });
-  assert.throws(() => createRedisStore({ url: URL, prefix: 'bad{prefix' }), /must not contain/);
+  assert.throws(() => createRedisStore({ url: REDIS_URL, prefix: 'bad{prefix' }), /must not contain/);
   assert.throws(() => createRedisStore({ prefix: 'p:' }), /exactly one of/);
-  assert.throws(() => createRedisStore({ url: URL, commandTimeoutMs: 0 }), /commandTimeoutMs/);
+  assert.throws(() => createRedisStore({ url: REDIS_URL, commandTimeoutMs: 0 }), /commandTimeoutMs/);
 });
 
 test('redis: garbled or foreign bytes under a key give ARCHLAB_CACHE_CODEC naming the key, never a crash', { skip }, async () => {

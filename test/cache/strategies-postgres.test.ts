@@ -7,11 +7,11 @@
 import { after, describe, test } from 'node:test';
 import type { TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import * as net from 'node:net';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-import { Redis } from 'ioredis';
 import { needService, POSTGRES, REDIS } from '../support/services.js';
+import { REDIS_URL, redisTestRun } from '../support/redis.js';
+import { closedPort } from '../support/fault-proxy.js';
 import { postgresSource } from '../../src/cache/sources/postgres.js';
 import { createMemoryStore } from '../../src/cache/stores/memory.js';
 import { createRedisStore } from '../../src/cache/stores/redis.js';
@@ -25,18 +25,12 @@ const CONNECTION = process.env.ARCHLAB_TEST_POSTGRES ?? 'postgres://postgres@127
 const skipPg = await needService(POSTGRES);
 const skipRedis = skipPg || (await needService(REDIS));
 const RUN = `archlab_strat_${process.pid}_${randomBytes(3).toString('hex')}`;
-const REDIS_PREFIX = `archlab:test:strategies-pg:${process.pid}:${randomBytes(4).toString('hex')}:`;
+const { prefix: REDIS_PREFIX } = redisTestRun('strategies-pg', skipRedis);
 let tables = 0;
 
 const admin = skipPg ? undefined : new pg.Pool({ connectionString: CONNECTION, max: 2 });
 after(async () => {
   await admin?.end();
-  if (!skipRedis) {
-    const r = new Redis('redis://127.0.0.1:6379', { maxRetriesPerRequest: 1 });
-    const keys = await r.keys(REDIS_PREFIX.replace(/[*?[\]\\]/g, '\\$&') + '*');
-    if (keys.length) await r.unlink(...keys);
-    r.disconnect();
-  }
 });
 
 interface Item {
@@ -52,14 +46,6 @@ function table(t: TestContext): { source: Source<Item>; name: string } {
     await admin!.query(`DROP TABLE IF EXISTS "${name}"`);
   });
   return { source, name };
-}
-
-async function closedPort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return port;
 }
 
 /** A source that forwards to `live` until `down` is set, then to a PostgreSQL that is not there. */
@@ -136,9 +122,9 @@ describe('strategies in front of PostgreSQL', { skip: skipPg }, () => {
 
   test('write-through on Redis in front of PostgreSQL: a second process reads the row from Redis', { skip: skipRedis }, async (t) => {
     const { source } = table(t);
-    const w = new WriteThrough<Item>({ name: 'w', store: createRedisStore<Item>({ url: 'redis://127.0.0.1:6379', prefix: REDIS_PREFIX }), source });
+    const w = new WriteThrough<Item>({ name: 'w', store: createRedisStore<Item>({ url: REDIS_URL, prefix: REDIS_PREFIX }), source });
     const readerSource: Source<Item> = { name: 'unused', load: async () => assert.fail('the reader should not load'), write: async () => {}, remove: async () => {} };
-    const r = new ReadThrough<Item>({ name: 'r', store: createRedisStore<Item>({ url: 'redis://127.0.0.1:6379', prefix: REDIS_PREFIX }), source: readerSource });
+    const r = new ReadThrough<Item>({ name: 'r', store: createRedisStore<Item>({ url: REDIS_URL, prefix: REDIS_PREFIX }), source: readerSource });
     t.after(async () => {
       await w.close();
       await r.close();

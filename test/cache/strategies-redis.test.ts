@@ -7,13 +7,12 @@
  * Redis after an outage. Redis itself is never stopped: faults come from a small TCP proxy the test
  * cuts and restores. Every run uses its own key prefix and deletes it afterwards.
  */
-import { after, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import type { TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import * as net from 'node:net';
-import { randomBytes } from 'node:crypto';
-import { Redis } from 'ioredis';
 import { needService, REDIS } from '../support/services.js';
+import { REDIS_URL, redisTestRun } from '../support/redis.js';
+import { closedPort, FaultProxy } from '../support/fault-proxy.js';
 import { createRedisStore } from '../../src/cache/stores/redis.js';
 import type { RedisStore } from '../../src/cache/stores/redis.js';
 import { createRedisLease } from '../../src/cache/lease.js';
@@ -24,27 +23,14 @@ import type { CacheStore, Entry, FillToken, Source } from '../../src/cache/types
 import { isArchlabError } from '../../src/core/errors.js';
 
 const skip = await needService(REDIS);
-const URL = 'redis://127.0.0.1:6379';
-const RUN = `archlab:test:strategies-redis:${process.pid}:${randomBytes(4).toString('hex')}:`;
-const admin = skip ? undefined : new Redis(URL, { maxRetriesPerRequest: 1 });
-
-after(async () => {
-  if (!admin) return;
-  let cursor = '0';
-  do {
-    const [next, keys] = await admin.scan(cursor, 'MATCH', RUN.replace(/[*?[\]\\]/g, '\\$&') + '*', 'COUNT', 1000);
-    cursor = next;
-    if (keys.length) await admin.unlink(...keys);
-  } while (cursor !== '0');
-  admin.disconnect();
-});
+const { prefix: RUN } = redisTestRun('strategies-redis', skip);
 
 let seq = 0;
 const newPrefix = (): string => `${RUN}${seq++}:`;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** A Redis store on `prefix` (a "process" of the fleet); closed after the test. */
-function redisStore(t: TestContext, prefix: string, url = URL, commandTimeoutMs = 1000): RedisStore<string> {
+function redisStore(t: TestContext, prefix: string, url = REDIS_URL, commandTimeoutMs = 1000): RedisStore<string> {
   const store = createRedisStore<string>({ url, prefix, commandTimeoutMs });
   t.after(() => store.close());
   return store;
@@ -128,61 +114,11 @@ class CountingStore implements CacheStore<string> {
   }
 }
 
-/** A TCP proxy to the local Redis that can cut every connection and refuse new ones. */
-class CutProxy {
-  port = 0;
-  refusing = false;
-  private readonly sockets = new Set<net.Socket>();
-  private readonly server = net.createServer((client) => {
-    if (this.refusing) {
-      client.destroy();
-      return;
-    }
-    const upstream = net.connect(6379, '127.0.0.1');
-    this.sockets.add(client).add(upstream);
-    const drop = (): void => {
-      client.destroy();
-      upstream.destroy();
-      this.sockets.delete(client);
-      this.sockets.delete(upstream);
-    };
-    client.pipe(upstream);
-    upstream.pipe(client);
-    client.on('error', drop).on('close', drop);
-    upstream.on('error', drop).on('close', drop);
-  });
-
-  async start(t: TestContext): Promise<string> {
-    await new Promise<void>((r) => this.server.listen(0, '127.0.0.1', r));
-    this.port = (this.server.address() as net.AddressInfo).port;
-    t.after(() => this.stop());
-    return `redis://127.0.0.1:${this.port}`;
-  }
-
-  /** Redis "goes down": every connection is reset and new ones are refused. */
-  cut(): void {
-    this.refusing = true;
-    for (const s of this.sockets) s.destroy();
-    this.sockets.clear();
-  }
-
-  /** Redis is back. */
-  restore(): void {
-    this.refusing = false;
-  }
-
-  async stop(): Promise<void> {
-    this.cut();
-    await new Promise<void>((r) => this.server.close(() => r()));
-  }
-}
-
-async function closedPort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return port;
+/** A proxy to the local Redis (see FaultProxy), closed after the test; resolves to its URL. */
+async function cutProxy(t: TestContext): Promise<{ proxy: FaultProxy; url: string }> {
+  const proxy = await new FaultProxy({ port: 6379 }).start();
+  t.after(() => proxy.close());
+  return { proxy, url: `redis://127.0.0.1:${proxy.port}` };
 }
 
 describe('strategies on Redis', { skip }, () => {
@@ -208,7 +144,7 @@ describe('strategies on Redis', { skip }, () => {
     await b.invalidate('user:1');
     assert.equal(await a.get('user:1'), undefined);
     // Values that need the codec: a Buffer and a Date round-trip through JSON-with-types.
-    const c = new CacheAside<{ when: Date; raw: Buffer }>({ name: 'c', store: createRedisStore({ url: URL, prefix }) });
+    const c = new CacheAside<{ when: Date; raw: Buffer }>({ name: 'c', store: createRedisStore({ url: REDIS_URL, prefix }) });
     t.after(() => c.close());
     const when = new Date('2024-05-06T07:08:09.010Z');
     await c.set('typed', { when, raw: Buffer.from([0, 1, 255]) });
@@ -345,8 +281,7 @@ describe('strategies on Redis', { skip }, () => {
   });
 
   test('connection cut mid-load (a Redis restart): the read still answers; the cache fills again once Redis is back', async (t) => {
-    const proxy = new CutProxy();
-    const url = await proxy.start(t);
+    const { proxy, url } = await cutProxy(t);
     const prefix = newPrefix();
     const source = new MapSource();
     source.rows.set('k', 'v1');
@@ -374,8 +309,7 @@ describe('strategies on Redis', { skip }, () => {
   });
 
   test('write-through during a Redis outage: the write succeeds, this process never serves the old value, Redis is repaired when back', async (t) => {
-    const proxy = new CutProxy();
-    const url = await proxy.start(t);
+    const { proxy, url } = await cutProxy(t);
     const prefix = newPrefix();
     const source = new MapSource();
     const wt = new WriteThrough<string>({ name: 'wt-cut', store: redisStore(t, prefix, url, 300), source, breaker: { failureThreshold: 2, openMs: 100 } });

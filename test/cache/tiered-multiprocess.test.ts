@@ -8,14 +8,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { fork, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { needService, REDIS } from '../support/services.js';
+import { deletePrefix, REDIS_URL, runPrefix } from '../support/redis.js';
 import { createTieredStore } from '../../src/cache/stores/tiered.js';
 import type { Entry } from '../../src/cache/types.js';
 
-const URL = 'redis://127.0.0.1:6379';
 const CHILD_ENV = 'ARCHLAB_TIERED_CHILD_PREFIX';
 
 type ToChild = { type: 'read'; key: string } | { type: 'stop' };
@@ -32,7 +31,7 @@ function entry<V>(value: V): Entry<V> {
 }
 
 async function child(prefix: string): Promise<void> {
-  const store = createTieredStore({ l2: { url: URL, prefix, commandTimeoutMs: 2_000 }, l1MaxStaleMs: 5_000 });
+  const store = createTieredStore({ l2: { url: REDIS_URL, prefix, commandTimeoutMs: 2_000 }, l1MaxStaleMs: 5_000 });
   const send = (m: FromChild): void => {
     process.send?.(m);
   };
@@ -56,13 +55,12 @@ if (process.env[CHILD_ENV]) {
   const skip = await needService(REDIS);
 
   test('tiered, multi-process: an invalidation reaches every other process and drops its L1 copy (latency measured)', { skip, timeout: 120_000 }, async (t) => {
-    const prefix = `archlab:test:tiered-mp:${process.pid}:${randomBytes(4).toString('hex')}:`;
-    const admin = new Redis(URL, { maxRetriesPerRequest: 1 });
+    const prefix = runPrefix('tiered-mp');
+    const admin = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
     const children: ChildProcess[] = [];
     t.after(async () => {
       for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
-      const keys = await admin.keys(prefix + '*');
-      if (keys.length) await admin.unlink(...keys);
+      await deletePrefix(admin, prefix);
       admin.disconnect();
     });
 
@@ -95,7 +93,7 @@ if (process.env[CHILD_ENV]) {
     }
     await waitFor(() => inbox.every((m) => m.some((x) => x.type === 'ready')), 'children ready', 30_000);
 
-    const writer = createTieredStore({ l2: { url: URL, prefix, commandTimeoutMs: 2_000 }, l1MaxStaleMs: 5_000 });
+    const writer = createTieredStore({ l2: { url: REDIS_URL, prefix, commandTimeoutMs: 2_000 }, l1MaxStaleMs: 5_000 });
     t.after(() => writer.close());
     await writer.ready();
 

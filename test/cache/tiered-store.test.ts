@@ -3,36 +3,20 @@
  * conformance suite, then several instances sharing one namespace in this process, each with its
  * own Redis connections (see tiered-multiprocess.test.ts for separate processes).
  */
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import * as net from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { needService, REDIS } from '../support/services.js';
+import { REDIS_URL, redisTestRun } from '../support/redis.js';
+import { closedPort, FaultProxy } from '../support/fault-proxy.js';
 import { storeConformance } from '../../src/cache/stores/conformance.js';
 import { createTieredStore, type TieredStore, type TieredStoreOptions } from '../../src/cache/stores/tiered.js';
 import { CacheError } from '../../src/cache/errors.js';
 import type { Entry } from '../../src/cache/types.js';
 
 const skip = await needService(REDIS);
-const URL = 'redis://127.0.0.1:6379';
-const RUN = `archlab:test:tiered:${process.pid}:${randomBytes(4).toString('hex')}:`;
-const admin = skip ? undefined : new Redis(URL, { maxRetriesPerRequest: 1 });
-
-async function deletePrefix(prefix: string): Promise<void> {
-  if (!admin) return;
-  let cursor = '0';
-  do {
-    const [next, keys] = await admin.scan(cursor, 'MATCH', prefix.replace(/[*?[\]\\]/g, '\\$&') + '*', 'COUNT', 1000);
-    cursor = next;
-    if (keys.length) await admin.unlink(...keys);
-  } while (cursor !== '0');
-}
-
-after(async () => {
-  await deletePrefix(RUN);
-  admin?.disconnect();
-});
+const { prefix: RUN, admin, deletePrefix } = redisTestRun('tiered', skip);
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -43,7 +27,7 @@ storeConformance(
     const prefix = `${RUN}${o.namespace ?? `s${seq++}`}:`;
     const store = createTieredStore({
       l1: { raceWindowMs: o.raceWindowMs, maxValueBytes: o.maxValueBytes },
-      l2: { url: URL, prefix, raceWindowMs: o.raceWindowMs, maxValueBytes: o.maxValueBytes, commandTimeoutMs: 2000 },
+      l2: { url: REDIS_URL, prefix, raceWindowMs: o.raceWindowMs, maxValueBytes: o.maxValueBytes, commandTimeoutMs: 2000 },
     });
     await store.ready();
     return {
@@ -74,7 +58,7 @@ async function fleet(t: { after(fn: () => Promise<void>): void }, n: number, ext
   for (let i = 0; i < n; i++) {
     // A wide staleness window: on a loaded machine a late heartbeat would turn L1 off (correctly) and
     // make the L1 assertions of tests that are not about heartbeats flaky.
-    const s = createTieredStore({ l2: { url: URL, prefix, commandTimeoutMs: 2000, ...l2extra }, l1MaxStaleMs: 5_000, ...extra });
+    const s = createTieredStore({ l2: { url: REDIS_URL, prefix, commandTimeoutMs: 2000, ...l2extra }, l1MaxStaleMs: 5_000, ...extra });
     stores.push(s);
   }
   await Promise.all(stores.map((s) => s.ready()));
@@ -226,30 +210,13 @@ test('tiered: subscriber connection killed -> L1 off and emptied at once, back o
 
 test('tiered: a subscriber connection that stops answering turns L1 off within l1MaxStaleMs', { skip }, async (t) => {
   // The subscriber goes through a proxy that can silently drop traffic.
-  let drop = false;
-  const sockets = new Set<net.Socket>();
-  const proxy = net.createServer((c) => {
-    const u = net.connect(6379, '127.0.0.1');
-    sockets.add(c).add(u);
-    c.on('data', (d) => !drop && u.write(d));
-    u.on('data', (d) => !drop && c.write(d));
-    const end = (): void => {
-      c.destroy();
-      u.destroy();
-    };
-    c.on('error', end).on('close', end);
-    u.on('error', end).on('close', end);
-  });
-  await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
-  t.after(async () => {
-    for (const s of sockets) s.destroy();
-    await new Promise((r) => proxy.close(r));
-  });
-  const subscriber = new Redis((proxy.address() as net.AddressInfo).port, '127.0.0.1', { enableOfflineQueue: true, maxRetriesPerRequest: 0 });
+  const proxy = await new FaultProxy({ port: 6379 }).start();
+  t.after(() => proxy.close());
+  const subscriber = new Redis(proxy.port, '127.0.0.1', { enableOfflineQueue: true, maxRetriesPerRequest: 0 });
   subscriber.on('error', () => {});
   t.after(() => subscriber.disconnect());
   const prefix = `${RUN}silent${seq++}:`;
-  const store = createTieredStore({ l2: { url: URL, prefix }, subscriber, heartbeatIntervalMs: 50, l1MaxStaleMs: 200 });
+  const store = createTieredStore({ l2: { url: REDIS_URL, prefix }, subscriber, heartbeatIntervalMs: 50, l1MaxStaleMs: 200 });
   t.after(async () => {
     await store.close();
     await deletePrefix(prefix);
@@ -257,15 +224,15 @@ test('tiered: a subscriber connection that stops answering turns L1 off within l
   await store.ready();
   await store.set('k', entry('v'));
   assert.ok(store.peek('k'));
-  drop = true;
+  proxy.blackhole();
   const off = await until(() => !store.l1Enabled(), 2_000, 'L1 off after the heartbeat went unanswered');
   assert.equal(store.peek('k'), undefined);
   assert.equal((await store.get('k'))?.value, 'v', 'served from L2 meanwhile');
   assert.equal(store.peek('k'), undefined, 'nothing copied into L1 while it is off');
   t.diagnostic(`silent subscriber: L1 off ${off.toFixed(0)} ms after traffic stopped (l1MaxStaleMs 200)`);
   // Stop dropping and cut the link, as a TCP keepalive or the kernel eventually would: it comes back.
-  drop = false;
-  for (const s of sockets) s.destroy();
+  proxy.cut();
+  proxy.restore();
   await until(() => store.l1Enabled(), 5_000, 'L1 back on after the subscriber reconnected');
 });
 
@@ -298,10 +265,7 @@ test('tiered: L1 limits — a value too large for L1 is served from L2; l1MaxTtl
 });
 
 test('tiered: with Redis unreachable, calls fail typed within the timeout and ready() rejects', { skip }, async () => {
-  const srv = net.createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const port = (srv.address() as net.AddressInfo).port;
-  await new Promise((r) => srv.close(r));
+  const port = await closedPort();
   const store = createTieredStore({ l2: { url: `redis://127.0.0.1:${port}`, prefix: `${RUN}down:`, commandTimeoutMs: 200 } });
   try {
     await assert.rejects(store.ready(300), (e) => e instanceof CacheError && e.code === 'ARCHLAB_CACHE_STORE_UNAVAILABLE');

@@ -6,7 +6,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
-import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -16,43 +15,9 @@ import { postgresSource } from '../../src/cache/sources/postgres.js';
 import { createMemoryStore } from '../../src/cache/stores/memory.js';
 import { WriteBack } from '../../src/cache/strategies/write-back.js';
 import { needService, POSTGRES } from '../support/services.js';
+import { FaultProxy } from '../support/fault-proxy.js';
 
 const CONNECTION = process.env.ARCHLAB_TEST_POSTGRES ?? 'postgres://postgres@127.0.0.1:5432/test';
-
-/** A TCP proxy to PostgreSQL that can be switched off (every connection reset, new ones closed at once). */
-async function cuttableProxy(target: { host: string; port: number }) {
-  const sockets = new Set<net.Socket>();
-  let down = false;
-  const server = net.createServer((client) => {
-    if (down) {
-      client.destroy();
-      return;
-    }
-    const upstream = net.connect(target);
-    sockets.add(client).add(upstream);
-    const drop = (): void => {
-      client.destroy();
-      upstream.destroy();
-      sockets.delete(client);
-      sockets.delete(upstream);
-    };
-    client.on('error', drop).on('close', drop);
-    upstream.on('error', drop).on('close', drop);
-    client.pipe(upstream).pipe(client);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    port: (server.address() as net.AddressInfo).port,
-    setDown(v: boolean): void {
-      down = v;
-      if (v) for (const s of sockets) s.destroy();
-    },
-    async close(): Promise<void> {
-      for (const s of sockets) s.destroy();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    },
-  };
-}
 
 async function waitFor(what: string, cond: () => boolean, maxMs = 15_000): Promise<void> {
   const start = performance.now();
@@ -65,7 +30,7 @@ async function waitFor(what: string, cond: () => boolean, maxMs = 15_000): Promi
 test('PostgreSQL down during write-back flushes, then back: nothing acknowledged is lost, the queue stays bounded', { skip: await needService(POSTGRES), timeout: 60_000 }, async (t) => {
   const table = `archlab_wb_${process.pid}_${randomBytes(3).toString('hex')}`;
   const admin = new pg.Pool({ connectionString: CONNECTION, max: 1 });
-  const proxy = await cuttableProxy({ host: '127.0.0.1', port: 5432 });
+  const proxy = await new FaultProxy({ port: 5432 }).start();
   const dir = mkdtempSync(join(tmpdir(), 'archlab-wb-pg-'));
   const url = new URL(CONNECTION);
   url.host = `127.0.0.1:${proxy.port}`;
@@ -83,7 +48,7 @@ test('PostgreSQL down during write-back flushes, then back: nothing acknowledged
     },
   });
   t.after(async () => {
-    proxy.setDown(false);
+    proxy.restore();
     await wb.close().catch(() => undefined);
     await proxy.close();
     await admin.query(`DROP TABLE IF EXISTS "${table}"`);
@@ -95,7 +60,7 @@ test('PostgreSQL down during write-back flushes, then back: nothing acknowledged
   await wb.flush();
   assert.equal(Number((await admin.query(`SELECT count(*) AS n FROM "${table}"`)).rows[0].n), 200);
 
-  proxy.setDown(true);
+  proxy.cut();
   for (let i = 0; i < 1000; i++) await wb.set(`k${i}`, { n: i + 1000 });
   await waitFor('flush failures', () => wb.writeBackStats().flushFailures >= 3);
   const during = wb.writeBackStats();
@@ -105,7 +70,7 @@ test('PostgreSQL down during write-back flushes, then back: nothing acknowledged
   await assert.rejects(wb.flush(), (err: unknown) => isArchlabError(err, 'ARCHLAB_CACHE_SOURCE_FAILED') && err.retryable);
   assert.deepEqual(await wb.get('k999'), { n: 1999 }, 'reads are served from the queue meanwhile');
 
-  proxy.setDown(false);
+  proxy.restore();
   await waitFor('the queue to drain', () => wb.writeBackStats().queueDepth === 0);
   const rows = (await admin.query<{ key: string; value: { n: number } }>(`SELECT key, value FROM "${table}"`)).rows;
   assert.equal(rows.length, 1000);

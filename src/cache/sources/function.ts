@@ -1,7 +1,8 @@
 /**
  * A source made of async functions (any loader/writer pair: an HTTP API, another service, a test
- * fake), and the helpers every source shares: identifier checks for SQL sources and the wrapping of
- * failures into CacheError('ARCHLAB_CACHE_SOURCE_FAILED') with the key and the operation.
+ * fake), and the helpers every source shares: identifier and table-shape checks for SQL sources and
+ * the wrapping of failures into CacheError('ARCHLAB_CACHE_SOURCE_FAILED') with the key and the
+ * operation.
  */
 import { InvalidArgumentError } from '../../core/errors.js';
 import { CacheError } from '../errors.js';
@@ -38,6 +39,45 @@ export function checkIdentifier(what: string, name: unknown): string {
     });
   }
   return name;
+}
+
+/** The table options the SQL sources share (see SqliteSourceOptions / PostgresSourceOptions). */
+export interface TableShapeOptions {
+  table: string;
+  keyColumn?: string;
+  valueColumns?: readonly string[] | 'json';
+  updatedAtColumn?: string | null;
+}
+
+/** A SQL source's table layout, checked, with the defaults of its shape filled in. */
+export interface TableShape {
+  table: string;
+  /** The JSON shape (one `value` column) rather than a row shape. */
+  json: boolean;
+  keyColumn: string;
+  valueColumns: string[];
+  updatedAt: string | null;
+}
+
+/**
+ * Checks the table options of a SQL source at construction: every name an identifier, at least one
+ * value column and no duplicates, updatedAtColumn distinct from the key and value columns. Defaults:
+ * key column "key" (JSON shape) or "id" (row shape); updatedAtColumn "updated_at" for the JSON
+ * shape, none for the row shape.
+ */
+export function checkTableShape(opts: TableShapeOptions): TableShape {
+  const table = checkIdentifier('table', opts.table);
+  const json = opts.valueColumns === undefined || opts.valueColumns === 'json';
+  const keyColumn = checkIdentifier('keyColumn', opts.keyColumn ?? (json ? 'key' : 'id'));
+  const valueColumns = json ? ['value'] : [...(opts.valueColumns as readonly string[])].map((c) => checkIdentifier('valueColumns[]', c));
+  if (valueColumns.length === 0) throw new InvalidArgumentError('valueColumns must list at least one column (or be "json")');
+  if (new Set(valueColumns).size !== valueColumns.length) throw new InvalidArgumentError(`valueColumns has a duplicate: ${valueColumns.join(', ')}`);
+  const updatedAt = opts.updatedAtColumn === undefined ? (json ? 'updated_at' : null) : opts.updatedAtColumn;
+  if (updatedAt !== null) checkIdentifier('updatedAtColumn', updatedAt);
+  if (updatedAt !== null && (valueColumns.includes(updatedAt) || updatedAt === keyColumn)) {
+    throw new InvalidArgumentError(`updatedAtColumn "${updatedAt}" is also a key or value column`);
+  }
+  return { table, json, keyColumn, valueColumns, updatedAt };
 }
 
 /** Applies `writes` in order through a source's own writeBatch, or one by one when it has none. */

@@ -25,7 +25,7 @@ import { InvalidArgumentError } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
 import { CacheError } from '../errors.js';
 import type { Source, SourceWrite } from '../types.js';
-import { checkIdentifier, sourceFailed, type SourceOp } from './function.js';
+import { checkTableShape, sourceFailed, type SourceOp } from './function.js';
 
 export interface PostgresSourceOptions {
   /** A pool to use; it is left open by close(). Give this or `connectionString`. */
@@ -66,17 +66,7 @@ export function postgresSource<V>(opts: PostgresSourceOptions): Source<V> & { re
   if ((opts.pool === undefined) === (opts.connectionString === undefined)) {
     throw new InvalidArgumentError('postgresSource needs exactly one of `pool` (a pg.Pool) or `connectionString`');
   }
-  const table = checkIdentifier('table', opts.table);
-  const json = opts.valueColumns === undefined || opts.valueColumns === 'json';
-  const keyColumn = checkIdentifier('keyColumn', opts.keyColumn ?? (json ? 'key' : 'id'));
-  const valueColumns = json ? ['value'] : [...(opts.valueColumns as readonly string[])].map((c) => checkIdentifier('valueColumns[]', c));
-  if (valueColumns.length === 0) throw new InvalidArgumentError('valueColumns must list at least one column (or be "json")');
-  if (new Set(valueColumns).size !== valueColumns.length) throw new InvalidArgumentError(`valueColumns has a duplicate: ${valueColumns.join(', ')}`);
-  const updatedAt = opts.updatedAtColumn === undefined ? (json ? 'updated_at' : null) : opts.updatedAtColumn;
-  if (updatedAt !== null) checkIdentifier('updatedAtColumn', updatedAt);
-  if (updatedAt !== null && (valueColumns.includes(updatedAt) || updatedAt === keyColumn)) {
-    throw new InvalidArgumentError(`updatedAtColumn "${updatedAt}" is also a key or value column`);
-  }
+  const { table, json, keyColumn, valueColumns, updatedAt } = checkTableShape(opts);
   const queryTimeoutMs = positiveInt('queryTimeoutMs', opts.queryTimeoutMs ?? 5000);
   const connectionTimeoutMs = positiveInt('connectionTimeoutMs', opts.connectionTimeoutMs ?? 2000);
   const maxConnections = positiveInt('maxConnections', opts.maxConnections ?? 10);

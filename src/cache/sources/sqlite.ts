@@ -20,7 +20,7 @@ import { SystemClock, type Clock } from '../../core/clock.js';
 import { InvalidArgumentError } from '../../core/errors.js';
 import { CacheError } from '../errors.js';
 import type { Source, SourceWrite } from '../types.js';
-import { checkIdentifier, sourceFailed } from './function.js';
+import { checkTableShape, sourceFailed } from './function.js';
 
 export interface SqliteSourceOptions {
   /** An open better-sqlite3 database; it is left open by close(). Give this or `path`. */
@@ -58,17 +58,7 @@ export function sqliteSource<V>(opts: SqliteSourceOptions): Source<V> & { readon
   if ((opts.db === undefined) === (opts.path === undefined)) {
     throw new InvalidArgumentError('sqliteSource needs exactly one of `db` (an open better-sqlite3 Database) or `path`');
   }
-  const table = checkIdentifier('table', opts.table);
-  const json = opts.valueColumns === undefined || opts.valueColumns === 'json';
-  const keyColumn = checkIdentifier('keyColumn', opts.keyColumn ?? (json ? 'key' : 'id'));
-  const valueColumns = json ? ['value'] : [...(opts.valueColumns as readonly string[])].map((c) => checkIdentifier('valueColumns[]', c));
-  if (valueColumns.length === 0) throw new InvalidArgumentError('valueColumns must list at least one column (or be "json")');
-  if (new Set(valueColumns).size !== valueColumns.length) throw new InvalidArgumentError(`valueColumns has a duplicate: ${valueColumns.join(', ')}`);
-  const updatedAt = opts.updatedAtColumn === undefined ? (json ? 'updated_at' : null) : opts.updatedAtColumn;
-  if (updatedAt !== null) checkIdentifier('updatedAtColumn', updatedAt);
-  if (updatedAt !== null && (valueColumns.includes(updatedAt) || updatedAt === keyColumn)) {
-    throw new InvalidArgumentError(`updatedAtColumn "${updatedAt}" is also a key or value column`);
-  }
+  const { table, json, keyColumn, valueColumns, updatedAt } = checkTableShape(opts);
   const busyTimeoutMs = opts.busyTimeoutMs ?? 250;
   if (!Number.isInteger(busyTimeoutMs) || busyTimeoutMs < 0) throw new InvalidArgumentError(`busyTimeoutMs must be an integer >= 0, got ${busyTimeoutMs}`);
   const name = opts.name ?? `sqlite:${table}`;

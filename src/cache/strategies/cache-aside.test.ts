@@ -5,26 +5,13 @@ import { ManualClock } from '../../core/clock.js';
 import { isArchlabError } from '../../core/errors.js';
 import { createRegistry } from '../../core/metrics.js';
 import { SeededRandom } from '../../core/random.js';
-import { CacheError } from '../errors.js';
+import type { CacheError } from '../errors.js';
 import { CacheMetrics } from '../metrics.js';
 import { createMemoryStore } from '../stores/memory.js';
+import { deferred, FlakyStore, tick } from '../test-helpers.js';
 import { CacheAside } from './cache-aside.js';
 import type { CacheAsideOptions } from './cache-aside.js';
 
-interface Deferred<T> {
-  promise: Promise<T>;
-  resolve: (v: T) => void;
-}
-
-function deferred<T>(): Deferred<T> {
-  let resolve!: (v: T) => void;
-  const promise = new Promise<T>((res) => {
-    resolve = res;
-  });
-  return { promise, resolve };
-}
-
-const tick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 const START = 5_000_000;
 
 function setup(t: TestContext, o: Partial<CacheAsideOptions<string>> = {}, storeOpts: { maxValueBytes?: number } = {}) {
@@ -211,20 +198,19 @@ describe('CacheAside', () => {
   });
 
   test('store down: getOrLoad answers from the loader, invalidations are kept for repair', async (t) => {
-    const { cache, store } = setup(t, { breaker: { failureThreshold: 2, openMs: 1000 } });
-    const unavailable = async (): Promise<never> => {
-      throw new CacheError('ARCHLAB_CACHE_STORE_UNAVAILABLE', 'down');
-    };
-    const saved = { fillToken: store.fillToken, invalidate: store.invalidate };
-    store.fillToken = unavailable;
-    store.invalidate = unavailable;
+    // A store that can be down is a remote one (Redis, tiered): a FlakyStore over a memory store
+    // that is down: every call fails.
+    const clock = new ManualClock(START);
+    const store = new FlakyStore<string>(createMemoryStore<string>({ clock, purgeIntervalMs: 0 }));
+    store.down = true;
+    const cache = new CacheAside<string>({ name: 'aside', store, clock, random: new SeededRandom(3), freshness: { ttlMs: 1000, jitter: 0 }, breaker: { failureThreshold: 2, openMs: 1000 } });
+    t.after(() => cache.close());
     let loads = 0;
     for (let i = 0; i < 5; i++) assert.equal(await cache.getOrLoad('k', async () => `v${++loads}`), `v${loads}`);
     assert.equal(loads, 5, 'nothing cached while the store is down');
     await cache.invalidate('other');
     assert.ok(cache.stats().breakerSkips > 0);
     assert.deepEqual(cache.repairState(), { keys: 1, all: false });
-    Object.assign(store, saved);
   });
 
   test('metrics: registered under its name, unregistered on close', async (t) => {

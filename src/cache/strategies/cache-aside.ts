@@ -39,13 +39,11 @@ export class CacheAside<V> implements MeteredCache {
   readonly name: string;
   readonly strategy: StrategyName = 'cache-aside';
   private readonly engine: ReadEngine<V>;
-  private readonly opts: CacheAsideOptions<V>;
   private closed = false;
 
   constructor(opts: CacheAsideOptions<V>) {
     this.engine = new ReadEngine<V>(opts);
     this.name = opts.name;
-    this.opts = opts;
     opts.metrics?.register(this);
   }
 
@@ -151,9 +149,7 @@ export class CacheAside<V> implements MeteredCache {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    this.engine.close();
-    this.opts.metrics?.unregister(this);
-    await this.engine.store.close();
+    await this.engine.shutdown(this);
   }
 
   private check(key: string): void {

@@ -4,14 +4,13 @@ import assert from 'node:assert/strict';
 import { ManualClock } from '../../core/clock.js';
 import { isArchlabError } from '../../core/errors.js';
 import { SeededRandom } from '../../core/random.js';
-import { CacheError } from '../errors.js';
+import type { CacheError } from '../errors.js';
 import { createMemoryStore } from '../stores/memory.js';
-import type { MemoryStore } from '../stores/memory.js';
-import type { CacheStore, Entry, FillToken, Source } from '../types.js';
+import type { Source } from '../types.js';
+import { FlakyStore, tick } from '../test-helpers.js';
 import { ReadThrough } from './read-through.js';
 import type { ReadThroughOptions } from './read-through.js';
 
-const tick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 const START = 7_000_000;
 
 /** A source over a Map that counts calls and can be taken down. */
@@ -36,48 +35,6 @@ class MapSource implements Source<string> {
   }
   async close(): Promise<void> {
     this.closed = true;
-  }
-}
-
-/** A Redis-like store (no peek) over a memory store, that can be taken down. */
-class DownableStore implements CacheStore<string> {
-  readonly kind = 'redis' as const;
-  readonly commandTimeoutMs = 50;
-  down = false;
-  calls = 0;
-  closed = false;
-  constructor(private readonly inner: MemoryStore<string>) {}
-  private call<T>(fn: () => Promise<T>): Promise<T> {
-    this.calls++;
-    return this.down ? Promise.reject(new CacheError('ARCHLAB_CACHE_STORE_UNAVAILABLE', 'connection refused')) : fn();
-  }
-  get(key: string): Promise<Entry<string> | undefined> {
-    return this.call(() => this.inner.get(key));
-  }
-  set(key: string, e: Entry<string>): Promise<void> {
-    return this.call(() => this.inner.set(key, e));
-  }
-  fillToken(key: string): Promise<FillToken> {
-    return this.call(() => this.inner.fillToken(key));
-  }
-  fill(key: string, e: Entry<string>, token: FillToken): Promise<boolean> {
-    return this.call(() => this.inner.fill(key, e, token));
-  }
-  invalidate(key: string): Promise<void> {
-    return this.call(() => this.inner.invalidate(key));
-  }
-  invalidateTag(tag: string): Promise<number> {
-    return this.call(() => this.inner.invalidateTag(tag));
-  }
-  clear(): Promise<void> {
-    return this.call(() => this.inner.clear());
-  }
-  size(): undefined {
-    return undefined;
-  }
-  async close(): Promise<void> {
-    this.closed = true;
-    await this.inner.close();
   }
 }
 
@@ -150,7 +107,7 @@ describe('ReadThrough', () => {
   test('Redis-like store down: gets are answered by the source with a bounded number of store attempts', async (t) => {
     const clock = new ManualClock(START);
     const inner = createMemoryStore<string>({ clock, purgeIntervalMs: 0 });
-    const store = new DownableStore(inner);
+    const store = new FlakyStore(inner, 50);
     const source = new MapSource();
     source.rows.set('k', 'v');
     const cache = new ReadThrough<string>({ name: 'rt-down', store, source, clock, breaker: { failureThreshold: 5, openMs: 1000 } });
@@ -172,7 +129,7 @@ describe('ReadThrough', () => {
 
   test('close() closes the store and the source; later calls fail with ARCHLAB_CACHE_CLOSED', async (t) => {
     const clock = new ManualClock(START);
-    const store = new DownableStore(createMemoryStore<string>({ clock, purgeIntervalMs: 0 }));
+    const store = new FlakyStore(createMemoryStore<string>({ clock, purgeIntervalMs: 0 }), 50);
     const source = new MapSource();
     const cache = new ReadThrough<string>({ name: 'rt-close', store, source, clock });
     t.after(() => cache.close());

@@ -20,7 +20,6 @@ export class ReadThrough<V> implements MeteredCache {
   readonly strategy: StrategyName = 'read-through';
   protected readonly engine: ReadEngine<V>;
   protected readonly source: Source<V>;
-  private readonly opts: ReadThroughOptions<V>;
   private readonly load: Loader<V>;
   protected closed = false;
 
@@ -31,7 +30,6 @@ export class ReadThrough<V> implements MeteredCache {
     this.engine = new ReadEngine<V>(opts);
     this.name = opts.name;
     this.source = opts.source;
-    this.opts = opts;
     // Built once: the hit path passes it along without allocating.
     const source = opts.source;
     this.load = (key) => source.load(key);
@@ -89,13 +87,7 @@ export class ReadThrough<V> implements MeteredCache {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    this.engine.close();
-    this.opts.metrics?.unregister(this);
-    try {
-      await this.engine.store.close();
-    } finally {
-      await this.source.close?.();
-    }
+    await this.engine.shutdown(this, this.source);
   }
 
   protected check(key: string): void {

@@ -363,13 +363,7 @@ export class WriteBack<V> implements MeteredCache {
     try {
       await this.journal?.close();
     } finally {
-      this.engine.close();
-      this.opts.metrics?.unregister(this);
-      try {
-        await this.engine.store.close();
-      } finally {
-        await this.source.close?.();
-      }
+      await this.engine.shutdown(this, this.source);
     }
     if (left > 0) {
       if (this.journal) {

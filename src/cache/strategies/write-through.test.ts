@@ -4,25 +4,14 @@ import assert from 'node:assert/strict';
 import { ManualClock } from '../../core/clock.js';
 import { isArchlabError } from '../../core/errors.js';
 import { SeededRandom } from '../../core/random.js';
-import { CacheError } from '../errors.js';
+import type { CacheError } from '../errors.js';
 import { createMemoryStore } from '../stores/memory.js';
-import type { MemoryStore } from '../stores/memory.js';
-import type { CacheStore, Entry, FillToken, Source } from '../types.js';
+import type { Source } from '../types.js';
+import { deferred, FlakyStore, tick, type Deferred } from '../test-helpers.js';
 import { WriteThrough } from './write-through.js';
 import type { WriteThroughOptions } from './write-through.js';
 
-const tick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 const START = 9_000_000;
-
-interface Deferred {
-  promise: Promise<void>;
-  resolve: () => void;
-}
-function deferred(): Deferred {
-  let resolve!: () => void;
-  const promise = new Promise<void>((r) => (resolve = r));
-  return { promise, resolve };
-}
 
 /**
  * A source over a Map. Writes can be held (each held write waits on its own gate, applied when the
@@ -76,44 +65,6 @@ class GatedSource implements Source<string> {
   }
 }
 
-/** A Redis-like store whose operations can be made to fail one kind at a time. */
-class FlakyStore implements CacheStore<string> {
-  readonly kind = 'redis' as const;
-  readonly commandTimeoutMs = 50;
-  readonly failing = new Set<string>();
-  constructor(readonly inner: MemoryStore<string>) {}
-  private call<T>(op: string, fn: () => Promise<T>): Promise<T> {
-    return this.failing.has(op) || this.failing.has('*') ? Promise.reject(new CacheError('ARCHLAB_CACHE_STORE_UNAVAILABLE', `${op}: down`)) : fn();
-  }
-  get(key: string): Promise<Entry<string> | undefined> {
-    return this.call('get', () => this.inner.get(key));
-  }
-  set(key: string, e: Entry<string>): Promise<void> {
-    return this.call('set', () => this.inner.set(key, e));
-  }
-  fillToken(key: string): Promise<FillToken> {
-    return this.call('fillToken', () => this.inner.fillToken(key));
-  }
-  fill(key: string, e: Entry<string>, token: FillToken): Promise<boolean> {
-    return this.call('fill', () => this.inner.fill(key, e, token));
-  }
-  invalidate(key: string): Promise<void> {
-    return this.call('invalidate', () => this.inner.invalidate(key));
-  }
-  invalidateTag(tag: string): Promise<number> {
-    return this.call('invalidateTag', () => this.inner.invalidateTag(tag));
-  }
-  clear(): Promise<void> {
-    return this.call('clear', () => this.inner.clear());
-  }
-  size(): undefined {
-    return undefined;
-  }
-  close(): Promise<void> {
-    return this.inner.close();
-  }
-}
-
 function setup(t: TestContext, o: Partial<WriteThroughOptions<string>> = {}, storeOpts: { maxValueBytes?: number } = {}) {
   const clock = new ManualClock(START);
   const store = createMemoryStore<string>({ clock, purgeIntervalMs: 0, ...storeOpts });
@@ -126,7 +77,7 @@ function setup(t: TestContext, o: Partial<WriteThroughOptions<string>> = {}, sto
 function setupFlaky(t: TestContext, o: Partial<WriteThroughOptions<string>> = {}) {
   const clock = new ManualClock(START);
   const inner = createMemoryStore<string>({ clock, purgeIntervalMs: 0 });
-  const store = new FlakyStore(inner);
+  const store = new FlakyStore(inner, 50);
   const source = new GatedSource();
   const cache = new WriteThrough<string>({ name: 'wt-flaky', store, source, clock, freshness: { ttlMs: 1000, jitter: 0 }, breaker: false, ...o });
   t.after(() => cache.close());
