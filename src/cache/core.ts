@@ -543,9 +543,8 @@ export class ReadEngine<V> {
       (value) => {
         if (this.metrics !== undefined) this.metrics.observeLoad(this.name, (this.clock.monotonic() - t0) / 1000);
         if (token !== undefined && !flight.noFill && !this.closed && (value !== undefined || this.freshness.negativeTtlMs > 0)) {
-          const entryTags = tags ?? (value !== undefined && this.tagsFor !== undefined ? this.tagsFor(key, value) : undefined);
           try {
-            store.fillNow(key, makeEntry(value, this.freshness, this.clock.now(), this.random, entryTags), token);
+            store.fillNow(key, this.entryFor(key, value, tags), token);
           } catch (err) {
             // Too large, or a value the store refuses: served, not cached.
             this.logger?.warn({ cache: this.name, key, err }, 'store refused the call');
@@ -581,8 +580,7 @@ export class ReadEngine<V> {
       }
       this.metrics?.observeLoad(this.name, (this.clock.monotonic() - t0) / 1000);
       if (token !== undefined && !flight.noFill && !this.closed && (value !== undefined || this.freshness.negativeTtlMs > 0)) {
-        const entryTags = tags ?? (value !== undefined && this.tagsFor !== undefined ? this.tagsFor(key, value) : undefined);
-        await this.storeFill(key, makeEntry(value, this.freshness, this.clock.now(), this.random, entryTags), token);
+        await this.storeFill(key, this.entryFor(key, value, tags), token);
       }
       return value;
     } finally {
@@ -646,8 +644,7 @@ export class ReadEngine<V> {
       return false;
     }
     this.repaired(key);
-    const entryTags = tags ?? (this.tagsFor !== undefined ? this.tagsFor(key, value) : undefined);
-    const entry = makeEntry(value, this.freshness, this.clock.now(), this.random, entryTags);
+    const entry = this.entryFor(key, value, tags);
     const r = await this.storeCall(() => this.store.set(key, entry), true);
     this.detach(key, true);
     if (r === FAILED) {
@@ -738,8 +735,7 @@ export class ReadEngine<V> {
       this.kickRepair();
       return false;
     }
-    const entryTags = tags ?? (this.tagsFor !== undefined ? this.tagsFor(key, value) : undefined);
-    const entry = makeEntry(value, this.freshness, this.clock.now(), this.random, entryTags);
+    const entry = this.entryFor(key, value, tags);
     if (await this.storeFill(key, entry, ticket.token)) return true;
     await this.invalidate(key);
     return false;
@@ -796,6 +792,12 @@ export class ReadEngine<V> {
   }
 
   // ---------------------------------------------------------------- store calls
+
+  /** A new entry for `value` (undefined: a cached miss), with the caller's tags or tagsFor's. */
+  private entryFor(key: string, value: V | undefined, tags: readonly string[] | undefined): Entry<V> {
+    const entryTags = tags ?? (value !== undefined && this.tagsFor !== undefined ? this.tagsFor(key, value) : undefined);
+    return makeEntry(value, this.freshness, this.clock.now(), this.random, entryTags);
+  }
 
   /** Forget the flight of `key` so later readers start their own; `noFill` also stops it from filling. */
   private detach(key: string, noFill: boolean): void {
