@@ -114,9 +114,7 @@ export async function startBalancer(input: BalancerConfigInput | BalancerConfig,
   let admin: ServerHandle | undefined;
   if (config.admin) {
     admin = await startAdminServer({
-      host: config.admin.host,
-      port: config.admin.port,
-      token: config.admin.token,
+      ...config.admin,
       registry,
       logger,
       health: () => {

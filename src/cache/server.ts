@@ -389,9 +389,7 @@ export async function startCacheServer(input: CacheServerConfigInput | CacheServ
   if (config.admin) {
     try {
       admin = await startAdminServer({
-        host: config.admin.host,
-        port: config.admin.port,
-        token: config.admin.token,
+        ...config.admin,
         registry,
         logger,
         drainTimeoutMs: timeouts.drainMs,

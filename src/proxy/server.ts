@@ -107,9 +107,7 @@ export async function startProxy(input: ProxyConfigInput | ProxyConfig, opts: Pr
   if (config.admin) {
     try {
       admin = await startAdminServer({
-        host: config.admin.host,
-        port: config.admin.port,
-        token: config.admin.token,
+        ...config.admin,
         registry,
         logger,
         health: () => ({ ok: true, details: { tunnels: proxy.openTunnels } }),
