@@ -11,11 +11,14 @@ export interface Clock {
   now(): number;
   /** Monotonic milliseconds, for measuring intervals. */
   monotonic(): number;
-  /** Calls `fn` once after `delayMs`. */
-  setTimer(delayMs: number, fn: () => void): TimerHandle;
+  /**
+   * Calls `fn` once after `delayMs`. By default the timer does not keep the process alive; with
+   * `keepAlive` it does, for waits a caller is blocked on (a long-poll fetch in an embedded consumer).
+   */
+  setTimer(delayMs: number, fn: () => void, options?: { keepAlive?: boolean }): TimerHandle;
 }
 
-/** The real clock: Date.now, performance.now and Node timers. Timers do not keep the process alive. */
+/** The real clock: Date.now, performance.now and Node timers. Timers do not keep the process alive unless asked to. */
 export class SystemClock implements Clock {
   now(): number {
     return Date.now();
@@ -25,9 +28,9 @@ export class SystemClock implements Clock {
     return performance.now();
   }
 
-  setTimer(delayMs: number, fn: () => void): TimerHandle {
+  setTimer(delayMs: number, fn: () => void, options?: { keepAlive?: boolean }): TimerHandle {
     const t = setTimeout(fn, Math.max(0, delayMs));
-    t.unref();
+    if (options?.keepAlive !== true) t.unref();
     return { cancel: () => clearTimeout(t) };
   }
 }
