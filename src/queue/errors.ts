@@ -14,6 +14,8 @@ export type QueueErrorCode =
   | 'ARCHLAB_QUEUE_UNKNOWN_PARTITION'
   /** A queue does not exist and auto-create is off (details: queue). */
   | 'ARCHLAB_QUEUE_UNKNOWN_QUEUE'
+  /** A `mandatory` publish matched no queue (details: exchange, routingKey). */
+  | 'ARCHLAB_QUEUE_UNROUTABLE'
   /** An exchange does not exist (details: exchange). */
   | 'ARCHLAB_QUEUE_UNKNOWN_EXCHANGE'
   /** A topic, queue or exchange was declared again with different settings (details: name, field). */
