@@ -8,6 +8,7 @@ import { loadCacheConfig } from '../src/cache/config.js';
 import { CertificateStore } from '../src/balancer/l7/certs.js';
 import { loadUsersFile } from '../src/proxy/auth.js';
 import { loadProxyConfig } from '../src/proxy/config.js';
+import { loadQueueConfig } from '../src/queue/config.js';
 
 const root = join(import.meta.dirname, '..', 'examples');
 
@@ -21,6 +22,7 @@ const loaders: Record<string, (file: string) => void> = {
     const config = loadCacheConfig(file);
     assert.ok(config.listeners.length > 0);
   },
+  queue: (file) => assert.ok(loadQueueConfig(file).listeners.length > 0),
   proxy: (file) => {
     const config = loadProxyConfig(file);
     assert.ok(config.listeners.length > 0);

@@ -243,7 +243,7 @@ export type OverflowPolicy =
 export interface QueueConfig {
   /** Kept on disk and recovered after a restart. Default true. */
   durable: boolean;
-  /** Bound on ready + unacked messages; at least 1. Default 100,000. */
+  /** Bound on ready + unacked + delayed messages; at least 1. Default 100,000. */
   maxLength: number;
   /** Bound on the bytes of message bodies held. Default 256 MiB. */
   maxLengthBytes: number;
@@ -311,8 +311,12 @@ export interface ConsumeOptions {
 
 export interface Subscription {
   readonly consumerTag: string;
-  /** Stop deliveries; unacked deliveries stay held until acked, nacked or their visibility times out. */
-  cancel(): Promise<void>;
+  /**
+   * Stop deliveries. requeueUnacked (default true, as RabbitMQ does when a consumer goes away): this
+   * consumer's unacked deliveries go back to the queue now; false: they stay held until acked, nacked
+   * or their visibility timeout passes.
+   */
+  cancel(options?: { requeueUnacked?: boolean }): Promise<void>;
 }
 
 export interface QueueStats {
@@ -392,6 +396,7 @@ export interface ProducerOptions {
 
 export interface SendResult {
   partition: number;
+  /** -1 when the engine does not report it (RabbitMQ confirms carry no offset). */
   offset: number;
 }
 
@@ -443,6 +448,7 @@ export interface QueueDriver {
   consumer(options: ConsumerOptions): Consumer;
   // broker
   declareExchange(name: string, config?: Partial<ExchangeConfig>): Promise<void>;
+  deleteExchange(name: string): Promise<void>;
   declareQueue(name: string, config?: Partial<QueueConfig>): Promise<void>;
   deleteQueue(name: string): Promise<void>;
   bind(queue: string, exchange: string, routingKey: string, args?: BindingArgs): Promise<void>;
