@@ -42,6 +42,7 @@ import { dirname, resolve } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { SystemClock, type Clock, type TimerHandle } from '../core/clock.js';
 import { InvalidArgumentError } from '../core/errors.js';
+import { fsyncDir, takePidLock } from '../core/files.js';
 import type { Logger } from '../core/log.js';
 import { encodeValue, decodeValue, jsonCodec } from './codec.js';
 import { CacheError, checkKey } from './errors.js';
@@ -196,40 +197,12 @@ class WindowReader {
   }
 }
 
-async function fsyncDir(dir: string): Promise<void> {
-  const fh = await fsp.open(dir, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-async function takeLock(lockPath: string): Promise<void> {
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      await fsp.writeFile(lockPath, String(process.pid), { flag: 'wx' });
-      return;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    }
-    const owner = Number((await fsp.readFile(lockPath, 'utf8').catch(() => '')).trim());
-    if (Number.isInteger(owner) && owner > 0 && owner !== process.pid && processAlive(owner)) {
-      throw journalError(`journal ${lockPath.slice(0, -5)} is in use by process ${owner}`, { lockPath, pid: owner });
-    }
-    // Left by a process that died (or by an earlier, abandoned open in this one): take it over.
-    await fsp.rm(lockPath, { force: true });
-  }
-  throw journalError(`could not take the journal lock ${lockPath}`, { lockPath });
+function takeLock(lockPath: string): Promise<void> {
+  return takePidLock(lockPath, (owner) =>
+    owner === undefined
+      ? journalError(`could not take the journal lock ${lockPath}`, { lockPath })
+      : journalError(`journal ${lockPath.slice(0, -5)} is in use by process ${owner}`, { lockPath, pid: owner }),
+  );
 }
 
 export class Journal<V = unknown> {

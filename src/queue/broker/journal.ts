@@ -32,6 +32,7 @@ import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import type { Clock, TimerHandle } from '../../core/clock.js';
 import type { Logger } from '../../core/log.js';
+import { fsyncDir, takePidLock } from '../../core/files.js';
 import { QueueError } from '../errors.js';
 import { applyFrame, emptyReplayState, FRAME_HEADER_BYTES, FRAME_MAGIC, readFrameHeader, RecordWriter, type ReplayState } from './codec.js';
 import type { BrokerFsync } from './options.js';
@@ -151,40 +152,12 @@ async function writeAll(file: JournalFile, frames: Buffer[], position: number): 
   return total;
 }
 
-async function fsyncDir(dir: string): Promise<void> {
-  const fh = await fsp.open(dir, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-async function takeLock(lockPath: string): Promise<void> {
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      await fsp.writeFile(lockPath, String(process.pid), { flag: 'wx' });
-      return;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    }
-    const owner = Number((await fsp.readFile(lockPath, 'utf8').catch(() => '')).trim());
-    if (Number.isInteger(owner) && owner > 0 && owner !== process.pid && processAlive(owner)) {
-      throw storageError(`broker data dir is in use by process ${owner} (${lockPath})`, { lockPath, pid: owner });
-    }
-    // Left by a dead process (kill -9): take it over.
-    await fsp.rm(lockPath, { force: true });
-  }
-  throw storageError(`could not take the broker lock ${lockPath}`, { lockPath });
+function takeLock(lockPath: string): Promise<void> {
+  return takePidLock(lockPath, (owner) =>
+    owner === undefined
+      ? storageError(`could not take the broker lock ${lockPath}`, { lockPath })
+      : storageError(`broker data dir is in use by process ${owner} (${lockPath})`, { lockPath, pid: owner }),
+  );
 }
 
 /** Sequential reads through a window, for the scan at open. */

@@ -5,20 +5,17 @@
  */
 import * as fsp from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import { fsyncDir as fsyncDirectory } from '../../core/files.js';
 import { storageError } from './segment.js';
 
 /** Extension of temp files; stray ones are removed when a directory is opened. */
 export const TMP_EXT = '.tmp';
 
 export async function fsyncDir(dir: string): Promise<void> {
-  let fh: fsp.FileHandle | undefined;
   try {
-    fh = await fsp.open(dir, 'r');
-    await fh.sync();
+    await fsyncDirectory(dir);
   } catch (err) {
     throw storageError('syncing the directory', dir, err);
-  } finally {
-    await fh?.close().catch(() => undefined);
   }
 }
 

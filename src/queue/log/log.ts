@@ -15,6 +15,7 @@ import * as fsp from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { SystemClock, type Clock, type TimerHandle } from '../../core/clock.js';
 import { createLogger, type Logger } from '../../core/log.js';
+import { takePidLock } from '../../core/files.js';
 import { SystemRandom, type Random } from '../../core/random.js';
 import { QueueError, checkName } from '../errors.js';
 import type {
@@ -135,15 +136,6 @@ const ACKS: readonly Acks[] = ['none', 'leader', 'fsync'];
 function checkAcks(acks: unknown): Acks {
   if (!ACKS.includes(acks as Acks)) throw badArgument(`acks must be one of ${ACKS.join(', ')}, got ${JSON.stringify(acks)}`);
   return acks as Acks;
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 export class Log implements LogApi, RawLogApi {
@@ -280,22 +272,15 @@ export class Log implements LogApi, RawLogApi {
   }
 
   private async lock(path: string): Promise<void> {
-    const mine = String(process.pid);
-    for (let attempt = 0; attempt < 2; attempt++) {
-      try {
-        await fsp.writeFile(path, mine, { flag: 'wx' });
-        return;
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw storageError('locking', path, err);
-      }
-      const holder = Number((await fsp.readFile(path, 'utf8').catch(() => '')).trim());
-      if (Number.isSafeInteger(holder) && holder > 0 && holder !== process.pid && pidAlive(holder)) {
-        throw new QueueError('ARCHLAB_QUEUE_STORAGE', `${this.dataDir} is in use by process ${holder} (lock ${path})`, { details: { path, op: 'lock', pid: holder } });
-      }
-      // a stale lock from a process that died (kill -9), or our own from an unclosed log: take it
-      await fsp.rm(path, { force: true });
+    try {
+      await takePidLock(path, (holder) =>
+        holder === undefined
+          ? new QueueError('ARCHLAB_QUEUE_STORAGE', `could not take the lock ${path}`, { details: { path, op: 'lock' } })
+          : new QueueError('ARCHLAB_QUEUE_STORAGE', `${this.dataDir} is in use by process ${holder} (lock ${path})`, { details: { path, op: 'lock', pid: holder } }),
+      );
+    } catch (err) {
+      throw err instanceof QueueError ? err : storageError('locking', path, err);
     }
-    throw new QueueError('ARCHLAB_QUEUE_STORAGE', `could not take the lock ${path}`, { details: { path, op: 'lock' } });
   }
 
   /** Directories `<topic>-<n>` of topics no longer in the metadata (a delete interrupted by a crash). */

@@ -37,6 +37,7 @@ import type { FileHandle } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { crc32 } from 'node:zlib';
 import type { Logger } from '../../../core/log.js';
+import { fsyncDir, takePidLock } from '../../../core/files.js';
 import { QueueError } from '../../errors.js';
 import type { TopicPartition } from '../../types.js';
 
@@ -213,40 +214,12 @@ function parsePayload(p: Buffer): Parsed {
   return { type: 'commit', group, timestampMs, entries };
 }
 
-async function fsyncDir(dir: string): Promise<void> {
-  const fh = await fsp.open(dir, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-async function takeLock(lockPath: string): Promise<void> {
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      await fsp.writeFile(lockPath, String(process.pid), { flag: 'wx' });
-      return;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    }
-    const owner = Number((await fsp.readFile(lockPath, 'utf8').catch(() => '')).trim());
-    if (Number.isInteger(owner) && owner > 0 && owner !== process.pid && processAlive(owner)) {
-      throw new QueueError('ARCHLAB_QUEUE_STORAGE', `offsets directory ${lockPath} is locked by process ${owner}`, { details: { path: lockPath, op: 'lock', pid: owner } });
-    }
-    // Left by a process that died (or an abandoned open in this one): take it over.
-    await fsp.rm(lockPath, { force: true });
-  }
-  throw new QueueError('ARCHLAB_QUEUE_STORAGE', `could not take the lock ${lockPath}`, { details: { path: lockPath, op: 'lock' } });
+function takeLock(lockPath: string): Promise<void> {
+  return takePidLock(lockPath, (owner) =>
+    owner === undefined
+      ? new QueueError('ARCHLAB_QUEUE_STORAGE', `could not take the lock ${lockPath}`, { details: { path: lockPath, op: 'lock' } })
+      : new QueueError('ARCHLAB_QUEUE_STORAGE', `offsets directory ${lockPath} is locked by process ${owner}`, { details: { path: lockPath, op: 'lock', pid: owner } }),
+  );
 }
 
 export class OffsetStore {
