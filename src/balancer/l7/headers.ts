@@ -10,6 +10,7 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import { BlockList, isIP } from 'node:net';
 import { BalancerError } from '../errors.js';
+import { HOP_BY_HOP_HEADERS } from '../../core/http.js';
 
 export type HeaderMap = Record<string, string | string[]>;
 
@@ -17,22 +18,8 @@ export type HeaderMap = Record<string, string | string[]>;
 const HeaderObject = function HeaderObject() {} as unknown as new () => HeaderMap;
 HeaderObject.prototype = Object.create(null);
 
-/**
- * Headers that describe one connection, not the message (RFC 9110 §7.6.1), plus the Proxy-*
- * fields, which are meant for the next proxy only: forwarding Proxy-Authorization would hand a
- * client's proxy credentials to every backend.
- */
-export const HOP_BY_HOP: ReadonlySet<string> = new Set([
-  'connection',
-  'keep-alive',
-  'te',
-  'trailer',
-  'transfer-encoding',
-  'upgrade',
-  'proxy-connection',
-  'proxy-authenticate',
-  'proxy-authorization',
-]);
+/** Hop-by-hop fields (core/http): dropped both ways, with every field `Connection` names. */
+export const HOP_BY_HOP: ReadonlySet<string> = HOP_BY_HOP_HEADERS;
 
 /** Protocols upgradeHeaders lets through. h2c is left out on purpose: an h2c tunnel through the balancer would bypass its routing (h2c smuggling). */
 export const UPGRADE_PROTOCOLS: ReadonlySet<string> = new Set(['websocket']);
