@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { loadBalancerConfig } from '../src/balancer/config.js';
 import { loadCacheConfig } from '../src/cache/config.js';
+import { loadCdnConfig } from '../src/cdn/config.js';
 import { CertificateStore } from '../src/balancer/l7/certs.js';
 import { loadUsersFile } from '../src/proxy/auth.js';
 import { loadProxyConfig } from '../src/proxy/config.js';
@@ -23,6 +24,11 @@ const loaders: Record<string, (file: string) => void> = {
     assert.ok(config.listeners.length > 0);
   },
   queue: (file) => assert.ok(loadQueueConfig(file).listeners.length > 0),
+  cdn: (file) => {
+    const config = loadCdnConfig(file);
+    assert.ok(config.listeners.length > 0);
+    assert.ok(config.regions.every((r) => r.edges.length > 0));
+  },
   proxy: (file) => {
     const config = loadProxyConfig(file);
     assert.ok(config.listeners.length > 0);

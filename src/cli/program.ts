@@ -5,6 +5,7 @@ import { defaultContext, type CliContext } from './context.js';
 import { demoCommand } from './demo.js';
 import { balanceCommand } from './balance.js';
 import { cacheCommand } from './cache.js';
+import { cdnCommand } from './cdn.js';
 import { queueCommand } from './queue.js';
 import { proxyCommand } from './proxy.js';
 import { ringCommand } from './ring.js';
@@ -28,6 +29,7 @@ export function createProgram(ctxFor: (logLevel: () => string) => CliContext = d
   program.addCommand(proxyCommand(ctx, () => (program.opts().logLevel as string | undefined) ?? 'info'));
   program.addCommand(cacheCommand(ctx, () => (program.opts().logLevel as string | undefined) ?? 'info'));
   program.addCommand(queueCommand(ctx, () => (program.opts().logLevel as string | undefined) ?? 'info'));
+  program.addCommand(cdnCommand(ctx, () => (program.opts().logLevel as string | undefined) ?? 'info'));
   program.addCommand(demoCommand(ctx, () => program.helpInformation()));
   // Every subcommand reports errors through the same path and never calls process.exit itself.
   for (const cmd of program.commands) {
