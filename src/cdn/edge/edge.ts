@@ -18,6 +18,7 @@ import { listen, type ServerHandle } from '../../core/lifecycle.js';
 import { CdnError } from '../errors.js';
 import { normalizeHost, normalizeTarget, primaryKey, type KeyOptions } from '../key.js';
 import { CdnPolicy, parseRange, type Freshness } from '../policy/index.js';
+import { bodyStreamReady } from '../storage/index.js';
 import type {
   CacheOutcome,
   CacheRequest,
@@ -516,32 +517,59 @@ export class Edge {
     } else head = p.head.slice();
     head.push('age', fr.ageS > 0 ? String(Math.floor(fr.ageS)) : '0');
     if (this.o.xCache) head.push('x-cache', p.xCachePrefix + outcome);
-    head.push('server-timing', this.timing(x, outcome));
-    res.writeHead(status, head);
-    this.count(outcome);
-    if (status === 304 || x.method === 'HEAD' || bodiless(status)) {
-      res.end();
-      return;
-    }
+    const withBody = !(status === 304 || x.method === 'HEAD' || bodiless(status));
     const body = obj.body;
-    if (body !== undefined) {
-      const b = range === undefined ? body : body.subarray(range.start, range.end + 1);
+    if (!withBody || body !== undefined) {
+      head.push('server-timing', this.timing(x, outcome));
+      res.writeHead(status, head);
+      this.count(outcome);
+      if (!withBody) {
+        res.end();
+        return;
+      }
+      const b = range === undefined ? body! : body!.subarray(range.start, range.end + 1);
       this.counters.bytesFromCache += b.length;
       res.end(b);
       return;
     }
-    this.counters.bytesFromCache += range === undefined ? meta.bodyBytes : range.end - range.start + 1;
+    // A disk-tier body: its file is opened and checked before the head goes out, so a file gone bad
+    // is a miss (storage has dropped the object) rather than a response cut short.
     let stream: NodeJS.ReadableStream;
     try {
       stream = obj.open!(range);
     } catch (err) {
-      this.logger.warn({ err, key: meta.key }, 'opening a stored body failed');
-      res.destroy();
+      this.reopen(x, meta.key, err);
       return;
     }
-    pipeline(stream, res, (err) => {
-      if (err && !x.gone) this.logger.warn({ err, key: meta.key }, 'streaming a stored body failed');
-    });
+    bodyStreamReady(stream).then(
+      () => {
+        if (x.gone || res.headersSent) {
+          (stream as Readable).destroy();
+          return;
+        }
+        head.push('server-timing', this.timing(x, outcome));
+        res.writeHead(status, head);
+        this.count(outcome);
+        this.counters.bytesFromCache += range === undefined ? meta.bodyBytes : range.end - range.start + 1;
+        pipeline(stream, res, (err) => {
+          if (err && !x.gone) this.logger.warn({ err, key: meta.key }, 'streaming a stored body failed');
+        });
+      },
+      (err: unknown) => this.reopen(x, meta.key, err),
+    );
+  }
+
+  /** A stored body could not be opened: look the request up again once (now a miss), else answer 500. */
+  private reopen(x: Exchange, key: string, err: unknown): void {
+    this.logger.warn({ err, key }, 'opening a stored body failed; the object is dropped');
+    this.storage.delete(key);
+    if (x.gone || x.res.headersSent) return;
+    if (x.reopened) {
+      this.sendError(x, new CdnError('ARCHLAB_CDN_STORAGE', `the stored body of ${key} could not be read`));
+      return;
+    }
+    x.reopened = true;
+    this.cacheable(x);
   }
 
   private unsatisfiable(x: Exchange, p: Prepared, outcome: CacheOutcome, length: number): void {

@@ -42,6 +42,8 @@ export class Exchange {
   staleKey: string | undefined;
   /** The client went away before its response was complete. */
   gone = false;
+  /** A stored body failed to open once already (disk tier): the next failure is an error, not another lookup. */
+  reopened = false;
   /** Its response's 'close' is watched. */
   watched = false;
   /** The flight it waits on or is attached to. */

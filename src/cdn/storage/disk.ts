@@ -34,6 +34,7 @@ import type { Logger } from '../../core/log.js';
 import { CdnError } from '../errors.js';
 import type { StoredObject, StoredObjectMeta } from '../types.js';
 import type { DiskOptions } from './options.js';
+import { takePidLock } from '../../core/files.js';
 
 const MARKER = 'ARCHLAB-CDN-STORAGE';
 const MARKER_TEXT = 'An archlab cdn disk tier. Everything in this directory is wiped when a storage opens it.\n';
@@ -101,35 +102,16 @@ export interface DiskFile {
   readonly path: string;
 }
 
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 function storageError(message: string, details: Record<string, unknown>, cause?: unknown): CdnError {
   return new CdnError('ARCHLAB_CDN_STORAGE', message, { details, cause });
 }
 
-async function takeLock(lockPath: string): Promise<void> {
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      await fsp.writeFile(lockPath, String(process.pid), { flag: 'wx' });
-      return;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    }
-    const owner = Number((await fsp.readFile(lockPath, 'utf8').catch(() => '')).trim());
-    if (Number.isInteger(owner) && owner > 0 && owner !== process.pid && processAlive(owner)) {
-      throw storageError(`cdn storage: disk dir ${lockPath.slice(0, -LOCK.length - 1)} is in use by process ${owner}`, { lockPath, pid: owner });
-    }
-    // Left by a process that died, or by this one (openDirs already refused a live open here).
-    await fsp.rm(lockPath, { force: true });
-  }
-  throw storageError(`cdn storage: could not take the lock ${lockPath}`, { lockPath });
+function takeLock(lockPath: string): Promise<void> {
+  return takePidLock(lockPath, (owner) =>
+    owner === undefined
+      ? storageError(`cdn storage: could not take the lock ${lockPath}`, { lockPath })
+      : storageError(`cdn storage: disk dir ${lockPath.slice(0, -LOCK.length - 1)} is in use by process ${owner}`, { lockPath, pid: owner }),
+  );
 }
 
 export class DiskTier {
