@@ -69,9 +69,7 @@ import {
 import { SystemClock, type Clock } from '../../core/clock.js';
 import type { Logger } from '../../core/log.js';
 import { QueueError, checkName } from '../errors.js';
-import { partitionForKey } from '../log/murmur2.js';
 import type {
-  Acks,
   BindingArgs,
   Consumer,
   ConsumerOptions,
@@ -95,7 +93,6 @@ import {
   PushQueue,
   Semaphore,
   badArgument,
-  checkClientCompression,
   closedError,
   decodeRecord,
   encodeRecord,
@@ -107,7 +104,8 @@ import {
   topicMatches,
   unsupported,
 } from './common.js';
-import { checkAcks, checkExchangeConfig, checkPublishMessage, checkRecord } from './validate.js';
+import { checkExchangeConfig, checkPublishMessage } from './validate.js';
+import { RecordProducer } from './record-producer.js';
 
 export const NATS_CAPABILITIES: DriverCapabilities = Object.freeze({
   partitionedLog: true,
@@ -973,45 +971,28 @@ class NatsSubscription implements Subscription {
 // log producer
 // ---------------------------------------------------------------------------------------------
 
-class NatsProducer implements Producer {
-  private readonly acks: Acks;
-  private readonly compression;
+class NatsProducer extends RecordProducer {
   private readonly idempotent: boolean;
   private readonly producerId = randomBytes(9).toString('base64url');
   private readonly sequences = new Map<string, number>();
   /** Idempotent producers: the tail of each partition's chain of publishes (one in flight). */
   private readonly chains = new Map<string, Promise<unknown>>();
-  private readonly pending = new Set<Promise<unknown>>();
-  private roundRobin = 0;
-  private closed = false;
 
   constructor(
     private readonly driver: NatsDriver,
     options: ProducerOptions,
-    private readonly onClosed: () => void,
+    onClosed: () => void,
   ) {
-    this.acks = checkAcks(options.acks);
-    this.compression = checkClientCompression('nats', options.compression);
+    super('nats', options, onClosed);
     this.idempotent = options.idempotent ?? false;
     if (this.idempotent && this.acks === 'none') throw badArgument("an idempotent producer needs acks 'leader' or 'fsync'");
-    intOption('lingerMs', options.lingerMs, 0, 0, 60_000);
-    intOption('maxBatchBytes', options.maxBatchBytes, 0, 1, 1 << 30);
   }
 
-  send(topic: string, record: ProducerRecord): Promise<SendResult> {
-    if (this.closed) return Promise.reject(closedError('nats producer'));
-    const p = this.doSend(topic, record);
-    this.pending.add(p);
-    const drop = (): void => void this.pending.delete(p);
-    p.then(drop, drop);
-    return p;
+  protected partitionCount(topic: string): Promise<number> {
+    return this.driver.partitionCount(topic);
   }
 
-  private async doSend(topic: string, record: ProducerRecord): Promise<SendResult> {
-    checkName('topic', topic);
-    record = checkRecord(record);
-    const n = await this.driver.partitionCount(topic);
-    const partition = record.key !== null ? partitionForKey(record.key, n) : this.roundRobin++ % n;
+  protected async publish(topic: string, partition: number, record: ProducerRecord): Promise<SendResult> {
     const enc = encodeRecord(record, this.driver.clock.now(), this.compression);
     const hdrs = natsHeaders();
     for (const [k, v] of Object.entries(enc.headers)) hdrs.set(k, v);
@@ -1060,17 +1041,6 @@ class NatsProducer implements Producer {
         backoffMs = Math.min(backoffMs * 2, 1000);
       }
     }
-  }
-
-  async flush(): Promise<void> {
-    await Promise.allSettled([...this.pending]);
-  }
-
-  async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    await this.flush();
-    this.onClosed();
   }
 }
 

@@ -44,9 +44,7 @@ import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage, Options } f
 import { SystemClock, type Clock } from '../../core/clock.js';
 import type { Logger } from '../../core/log.js';
 import { QueueError, checkName } from '../errors.js';
-import { partitionForKey } from '../log/murmur2.js';
 import type {
-  Acks,
   BindingArgs,
   Consumer,
   ConsumerOptions,
@@ -72,7 +70,6 @@ import {
   Semaphore,
   SerialRunner,
   badArgument,
-  checkClientCompression,
   closedError,
   decodeRecord,
   encodeRecord,
@@ -82,7 +79,8 @@ import {
   resolveTopicConfig,
   unsupported,
 } from './common.js';
-import { checkPublishMessage, checkRecord, checkAcks, checkExchangeConfig } from './validate.js';
+import { checkPublishMessage, checkExchangeConfig } from './validate.js';
+import { RecordProducer } from './record-producer.js';
 
 export const RABBITMQ_CAPABILITIES: DriverCapabilities = Object.freeze({
   partitionedLog: true,
@@ -683,41 +681,23 @@ class RabbitSubscription implements Subscription {
 // log producer
 // ---------------------------------------------------------------------------------------------
 
-class RabbitProducer implements Producer {
-  private readonly acks: Acks;
-  private readonly compression;
-  private readonly pending = new Set<Promise<unknown>>();
-  private roundRobin = 0;
-  private closed = false;
-
+class RabbitProducer extends RecordProducer {
   constructor(
     private readonly driver: RabbitmqDriver,
     options: ProducerOptions,
-    private readonly onClosed: () => void,
+    onClosed: () => void,
   ) {
-    this.acks = checkAcks(options.acks);
-    this.compression = checkClientCompression('rabbitmq', options.compression);
+    super('rabbitmq', options, onClosed);
     if (options.idempotent === true) {
       throw unsupported('rabbitmq', 'idempotent producers', 'stream deduplication needs the RabbitMQ stream protocol, not AMQP 0-9-1');
     }
-    intOption('lingerMs', options.lingerMs, 0, 0, 60_000);
-    intOption('maxBatchBytes', options.maxBatchBytes, 0, 1, 1 << 30);
   }
 
-  send(topic: string, record: ProducerRecord): Promise<SendResult> {
-    if (this.closed) return Promise.reject(closedError('rabbitmq producer'));
-    const p = this.doSend(topic, record);
-    this.pending.add(p);
-    const drop = (): void => void this.pending.delete(p);
-    p.then(drop, drop);
-    return p;
+  protected partitionCount(topic: string): Promise<number> {
+    return this.driver.partitionCount(topic);
   }
 
-  private async doSend(topic: string, record: ProducerRecord): Promise<SendResult> {
-    checkName('topic', topic);
-    record = checkRecord(record);
-    const n = await this.driver.partitionCount(topic);
-    const partition = record.key !== null ? partitionForKey(record.key, n) : this.roundRobin++ % n;
+  protected async publish(topic: string, partition: number, record: ProducerRecord): Promise<SendResult> {
     const now = this.driver.clock.now();
     const enc = encodeRecord(record, now, this.compression);
     const stream = this.driver.streamName(topic, partition);
@@ -730,17 +710,6 @@ class RabbitProducer implements Producer {
       { op: 'send', queue: stream },
     );
     return { partition, offset: -1 };
-  }
-
-  async flush(): Promise<void> {
-    await Promise.allSettled([...this.pending]);
-  }
-
-  async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    await this.flush();
-    this.onClosed();
   }
 }
 
