@@ -33,10 +33,11 @@ import type {
   StoredObject,
   StoredObjectMeta,
 } from '../types.js';
+import { installFastPath } from './fast-path.js';
 import { Exchange, Flight, type FlightSpec } from './flight.js';
 import { HitForPass } from './hit-for-pass.js';
 import type { ResolvedEdgeOptions } from './options.js';
-import { ifRangeMatches, notModified, prepare, withLength, type Prepared } from './prepared.js';
+import { fastHead, ifRangeMatches, notModified, prepare, withLength, type Prepared } from './prepared.js';
 import { parsePurge, purgeAuthorized } from './purge.js';
 import { Upstream } from './upstream.js';
 
@@ -77,6 +78,16 @@ const CLIENT_MESSAGE: Partial<Record<CdnError['code'], string>> = {
 export function errorStatus(err: CdnError): number {
   const s = err.details?.status;
   return typeof s === 'number' ? s : STATUS[err.code];
+}
+
+/** Host fields in a raw header list (node keeps only the first in req.headers). */
+function hostCount(raw: readonly string[]): number {
+  let n = 0;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    if (name.length === 4 && name.toLowerCase() === 'host') n++;
+  }
+  return n;
 }
 
 function bodiless(status: number): boolean {
@@ -162,7 +173,17 @@ export class Edge {
     this.server.timeout = o.idleMs;
     this.server.maxConnections = o.maxConnections;
     this.server.on('clientError', this.onClientError);
+    if (o.fastPath) {
+      this.fast = installFastPath(this.server, {
+        hit: (method, host, url, headers, t0) => this.fastHit(method, host, url, headers, t0),
+        maxHeaderBytes: o.maxHeaderBytes,
+        idleMs: o.idleMs,
+      });
+    }
   }
+
+  /** The sockets on the fast path (fast-path.ts), when it is on. */
+  private fast: { closeAll(): void } | undefined;
 
   async listen(): Promise<ServerHandle> {
     this.handle = await listen(this.server, { host: this.o.host, port: this.o.port, drainTimeoutMs: this.o.drainMs });
@@ -171,6 +192,8 @@ export class Edge {
 
   async close(): Promise<void> {
     this.closed = true;
+    // Fast-path sockets are idle between reads (a hit is answered within the read): end them now.
+    this.fast?.closeAll();
     if (this.handle !== undefined) await this.handle.close();
     else if (this.server.listening) await new Promise<void>((r) => this.server.close(() => r()));
     await this.upstream.close();
@@ -194,6 +217,7 @@ export class Edge {
     const method = req.method ?? 'GET';
     const x = new Exchange(req, res, method, t0);
     try {
+      if (hostCount(req.rawHeaders) > 1) throw new CdnError('ARCHLAB_CDN_BAD_REQUEST', 'more than one Host header (RFC 9112 3.2)');
       if (method === 'GET' || method === 'HEAD') this.cacheable(x);
       else if (method === 'PURGE') this.purgeHttp(x);
       else this.forward(x);
@@ -239,6 +263,17 @@ export class Edge {
    */
   private target(x: Exchange, rawHost: string | undefined, url: string): void {
     if (rawHost === undefined || rawHost === '') throw new CdnError('ARCHLAB_CDN_BAD_REQUEST', 'the request has no Host');
+    const pk = this.keyFor(rawHost, url);
+    x.host = this.lastHost;
+    x.pk = pk;
+    x.creq = { method: x.method, scheme: 'http', host: x.host, url, headers: x.req.headers as Headers };
+  }
+
+  /** Normalised host of the last keyFor() call (set with it, so keyFor returns one value). */
+  private lastHost = '';
+
+  /** The primary key of a request target (memoised); sets lastHost. Throws ARCHLAB_CDN_BAD_REQUEST. */
+  private keyFor(rawHost: string, url: string): string {
     let host = this.hosts.get(rawHost);
     if (host === undefined) {
       host = normalizeHost(rawHost, 'http');
@@ -258,9 +293,52 @@ export class Edge {
       byUrl.set(url, pk);
       this.keyCount++;
     }
-    x.host = host;
-    x.pk = pk;
-    x.creq = { method: x.method, scheme: 'http', host, url, headers: x.req.headers as Headers };
+    this.lastHost = host;
+    return pk;
+  }
+
+  /**
+   * The fast path's question (fast-path.ts): is this GET or HEAD a fresh hit held in memory? Then
+   * the whole response head as text and the body, counted as a HIT; else undefined and nothing
+   * counted (the request goes to node:http and the full path). Never throws.
+   */
+  fastHit(method: 'GET' | 'HEAD', rawHost: string, url: string, headers: Headers, t0: number): { head: string; body: Buffer | undefined } | undefined {
+    if (this.closed) return undefined;
+    let pk: string;
+    try {
+      pk = this.keyFor(rawHost, url);
+    } catch {
+      return undefined;
+    }
+    const creq: CacheRequest = { method, scheme: 'http', host: this.lastHost, url, headers };
+    if (!this.policy.requestCacheable(creq)) return undefined;
+    const found = this.lookup(creq, pk);
+    if (found === undefined || found.body === undefined) return undefined;
+    const meta = found.meta;
+    if (meta.softPurgedAt !== undefined) return undefined;
+    const fr = this.policy.freshness(creq, meta, this.clock.now());
+    if (!fr.fresh) return undefined;
+    const p = this.preparedFor(meta, fr);
+    const fixed = fastHead(p);
+    if (fixed === undefined) return undefined;
+    this.counters.requests++;
+    this.count('HIT');
+    const age = fr.ageS > 0 ? String(Math.floor(fr.ageS)) : '0';
+    let head = fixed + 'age: ' + age + '\r\n';
+    if (this.o.xCache) head += 'x-cache: ' + p.xCachePrefix + 'HIT\r\n';
+    head += 'server-timing: ' + this.timingPrefix + (performance.now() - t0).toFixed(1) + this.desc.HIT + '\r\n';
+    if (method === 'HEAD') return { head, body: undefined };
+    this.counters.bytesFromCache += found.body.length;
+    return { head, body: found.body };
+  }
+
+  private preparedFor(meta: StoredObjectMeta, fr: Freshness): Prepared {
+    let p = this.prepared.get(meta);
+    if (p === undefined || p.headersRef !== meta.headers || p.bodyBytes !== meta.bodyBytes) {
+      p = prepare(meta, this.policy.responseHeaders(meta, fr), this.via);
+      this.prepared.set(meta, p);
+    }
+    return p;
   }
 
   /** GET and HEAD. */
@@ -490,11 +568,7 @@ export class Edge {
     const res = x.res;
     if (x.gone || res.headersSent) return;
     const meta = obj.meta;
-    let p = this.prepared.get(meta);
-    if (p === undefined || p.headersRef !== meta.headers || p.bodyBytes !== meta.bodyBytes) {
-      p = prepare(meta, this.policy.responseHeaders(meta, fr), this.via);
-      this.prepared.set(meta, p);
-    }
+    const p = this.preparedFor(meta, fr);
     const h = x.req.headers;
     let status = p.status;
     let head: string[];

@@ -63,6 +63,8 @@ export interface EdgeOptions {
   limits?: EdgeLimits;
   timeouts?: EdgeTimeouts;
   /** Add an X-Cache header ('HIT' | 'MISS' | 'STALE' | 'REVALIDATED' | 'PASS' | 'ERROR'), appended to the upstream's like Fastly ("MISS, HIT": shield missed, edge hit). Default true. */
+  /** Answer fresh in-memory hits straight from the socket, below node:http (src/cdn/edge/fast-path.ts); anything else goes to node:http. Default true. */
+  fastPath?: boolean;
   xCache?: boolean;
   /** How long a key whose response was not storable (private, no-store, Set-Cookie, too large) skips request collapsing and goes straight upstream ("hit-for-pass"), ms. Default 10000. */
   hitForPassMs?: number;
@@ -93,6 +95,7 @@ export interface ResolvedEdgeOptions {
   headersMs: number;
   drainMs: number;
   xCache: boolean;
+  fastPath: boolean;
   hitForPassMs: number;
 }
 
@@ -170,6 +173,7 @@ export function resolveEdgeOptions(o: EdgeOptions): ResolvedEdgeOptions {
     headersMs: count(t.headersMs, d.headersMs, 'timeouts.headersMs', 1),
     drainMs: count(t.drainMs, d.drainMs, 'timeouts.drainMs', 0),
     xCache: o.xCache ?? true,
+    fastPath: o.fastPath ?? true,
     hitForPassMs: count(o.hitForPassMs, d.hitForPassMs, 'hitForPassMs', 0),
   };
 }

@@ -4,7 +4,7 @@
  * request), the upstream's X-Cache to chain onto, and the validators for conditional requests.
  * Also the conditional-request (RFC 9110 13) and If-Range checks the hit path makes.
  */
-import type { IncomingHttpHeaders } from 'node:http';
+import { STATUS_CODES, type IncomingHttpHeaders } from 'node:http';
 import type { Headers, StoredObjectMeta } from '../types.js';
 import { joined, pushFlat } from './headers.js';
 
@@ -21,6 +21,8 @@ export interface Prepared {
   readonly xCachePrefix: string;
   readonly etag: string | undefined;
   readonly lastModified: string | undefined;
+  /** The stored head has a Date (node:http adds one only when it has not). */
+  readonly hasDate: boolean;
 }
 
 /** Fields `head` leaves out: per-request ones, and Via / Content-Length, which it writes itself. */
@@ -55,6 +57,7 @@ export function prepare(meta: StoredObjectMeta, headers: Headers, via: string): 
     xCachePrefix: xc !== undefined && xc !== '' ? `${xc}, ` : '',
     etag: joined(headers.etag),
     lastModified: joined(headers['last-modified']),
+    hasDate: headers.date !== undefined,
   };
 }
 
@@ -104,4 +107,52 @@ export function ifRangeMatches(p: Prepared, ifRange: string | undefined): boolea
   const v = ifRange.trim();
   if (v.startsWith('"') || v.startsWith('W/')) return p.etag !== undefined && !v.startsWith('W/') && !p.etag.startsWith('W/') && v === p.etag.trim();
   return p.lastModified !== undefined && Date.parse(v) === Date.parse(p.lastModified) && Number.isFinite(Date.parse(v));
+}
+
+/** Node's own checks on header names and values (what writeHead would refuse). */
+const TOKEN = /^[\^_`a-zA-Z\-0-9!#$%&'*+.|~]+$/;
+const INVALID_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
+
+const fastHeads = new WeakMap<Prepared, string | null>();
+
+/**
+ * The fast path's response head of a prepared object, up to the per-request fields: status line,
+ * the stored headers, Via, Content-Length, and Date when the stored head has none. Built once per
+ * Prepared; undefined when a stored name or value would not pass node's checks (that object is
+ * then served by node:http, which refuses it the same way as before).
+ */
+export function fastHead(p: Prepared): string | undefined {
+  let h = fastHeads.get(p);
+  if (h === undefined) {
+    h = buildFastHead(p);
+    fastHeads.set(p, h);
+  }
+  if (h === null) return undefined;
+  return p.hasDate ? h : h + 'date: ' + httpDate() + '\r\n';
+}
+
+function buildFastHead(p: Prepared): string | null {
+  const reason = STATUS_CODES[p.status];
+  if (reason === undefined) return null;
+  let out = `HTTP/1.1 ${p.status} ${reason}\r\n`;
+  for (let i = 0; i < p.head.length; i += 2) {
+    const name = p.head[i]!;
+    const value = p.head[i + 1]!;
+    if (!TOKEN.test(name) || INVALID_VALUE.test(value) || name === 'connection' || name === 'keep-alive' || name === 'transfer-encoding') return null;
+    out += name + ': ' + value + '\r\n';
+  }
+  return out;
+}
+
+let dateSecond = -1;
+let dateText = '';
+/** The IMF-fixdate of now, rebuilt at most once a second (as node does for its Date header). */
+function httpDate(): string {
+  const now = Date.now();
+  const sec = Math.floor(now / 1000);
+  if (sec !== dateSecond) {
+    dateSecond = sec;
+    dateText = new Date(now).toUTCString();
+  }
+  return dateText;
 }
