@@ -42,7 +42,7 @@ import { dirname, resolve } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { SystemClock, type Clock, type TimerHandle } from '../core/clock.js';
 import { InvalidArgumentError } from '../core/errors.js';
-import { fsyncDir, takePidLock } from '../core/files.js';
+import { WindowReader, fsyncDir, takePidLock, writeAllAt } from '../core/files.js';
 import type { Logger } from '../core/log.js';
 import { encodeValue, decodeValue, jsonCodec } from './codec.js';
 import { CacheError, checkKey } from './errors.js';
@@ -167,36 +167,6 @@ function parsePayload<V>(p: Buffer, codec: Codec): { type: 'write'; write: Journ
   return { type: 'write', write: { seq, op: 'put', key, value } };
 }
 
-/** Reads a file at arbitrary offsets through a window of READ_CHUNK_BYTES, for sequential scans. */
-class WindowReader {
-  private buf = Buffer.alloc(0);
-  private start = 0;
-
-  constructor(
-    private readonly fh: FileHandle,
-    private readonly size: number,
-  ) {}
-
-  /** `length` bytes at `offset` (a view, valid until the next call), or undefined past the end of the file. */
-  async read(offset: number, length: number): Promise<Buffer | undefined> {
-    if (offset + length > this.size) return undefined;
-    if (offset < this.start || offset + length > this.start + this.buf.length) {
-      const want = Math.min(Math.max(length, READ_CHUNK_BYTES), this.size - offset);
-      const buf = Buffer.allocUnsafe(want);
-      let got = 0;
-      while (got < want) {
-        const { bytesRead } = await this.fh.read(buf, got, want - got, offset + got);
-        if (bytesRead === 0) break;
-        got += bytesRead;
-      }
-      this.buf = buf.subarray(0, got);
-      this.start = offset;
-      if (got < length) return undefined;
-    }
-    return this.buf.subarray(offset - this.start, offset - this.start + length);
-  }
-}
-
 function takeLock(lockPath: string): Promise<void> {
   return takePidLock(lockPath, (owner) =>
     owner === undefined
@@ -305,7 +275,7 @@ export class Journal<V = unknown> {
 
   /** Reads every record, truncates a torn tail, rebuilds the live index and returns the unflushed writes. */
   private async replay(size: number): Promise<JournalReplay<V>> {
-    const reader = new WindowReader(this.fh, size);
+    const reader = new WindowReader(this.fh, size, READ_CHUNK_BYTES);
     const values = new Map<string, JournalWrite<V>>();
     let offset = 0;
     let bad: string | undefined;
@@ -633,21 +603,10 @@ export class Journal<V = unknown> {
   }
 
   /** Writes all of `buf` at `position`; on failure cuts the file back to `position` (or marks the journal broken). */
-  private async writeAll(buf: Buffer, position: number): Promise<void> {
-    let done = 0;
-    try {
-      while (done < buf.length) {
-        const { bytesWritten } = await this.fh.write(buf, done, buf.length - done, position + done);
-        done += bytesWritten;
-      }
-    } catch (err) {
-      try {
-        await this.fh.truncate(position);
-      } catch (truncErr) {
-        this.broken = journalError(`journal ${this.path}: write failed and the partial record could not be removed: ${(truncErr as Error).message}`, { path: this.path }, truncErr);
-      }
-      throw err;
-    }
+  private writeAll(buf: Buffer, position: number): Promise<void> {
+    return writeAllAt(this.fh, buf, position, (truncErr) => {
+      this.broken = journalError(`journal ${this.path}: write failed and the partial record could not be removed: ${(truncErr as Error).message}`, { path: this.path }, truncErr);
+    });
   }
 
   /**
@@ -665,7 +624,7 @@ export class Journal<V = unknown> {
       let outOffset = 0;
       const newLive: [string, LiveRecord][] = [];
       let newOffset = CHECKPOINT_RECORD_BYTES;
-      const reader = new WindowReader(this.fh, this.written);
+      const reader = new WindowReader(this.fh, this.written, READ_CHUNK_BYTES);
       const flushParts = async (): Promise<void> => {
         const buf = Buffer.concat(parts, partsBytes);
         let done = 0;

@@ -45,3 +45,66 @@ export async function takePidLock(lockPath: string, refuse: (owner: number | und
   }
   throw refuse(undefined);
 }
+
+/** What a WindowReader reads from: a FileHandle, or anything with its positional read. */
+export interface PositionalFile {
+  read(buffer: Buffer, offset: number, length: number, position: number): Promise<{ bytesRead: number }>;
+}
+
+/** Reads a file at increasing offsets through a window of `chunkBytes`, for the sequential scan a journal makes at open. */
+export class WindowReader {
+  private buf = Buffer.alloc(0);
+  private start = 0;
+
+  constructor(
+    private readonly file: PositionalFile,
+    private readonly size: number,
+    private readonly chunkBytes: number,
+  ) {}
+
+  /** `length` bytes at `offset` (a view, valid until the next call), or undefined past the end of the file. */
+  async read(offset: number, length: number): Promise<Buffer | undefined> {
+    if (offset + length > this.size) return undefined;
+    if (offset < this.start || offset + length > this.start + this.buf.length) {
+      const want = Math.min(Math.max(length, this.chunkBytes), this.size - offset);
+      const buf = Buffer.allocUnsafe(want);
+      let got = 0;
+      while (got < want) {
+        const { bytesRead } = await this.file.read(buf, got, want - got, offset + got);
+        if (bytesRead === 0) break;
+        got += bytesRead;
+      }
+      this.buf = buf.subarray(0, got);
+      this.start = offset;
+      if (got < length) return undefined;
+    }
+    return this.buf.subarray(offset - this.start, offset - this.start + length);
+  }
+}
+
+/**
+ * Writes all of `buf` at `position`. When a write fails, cuts the file back to `position` so no
+ * partial record stays behind; if even that fails, calls `onTruncateFailed` (the caller marks its
+ * file broken) before the write's error is rethrown.
+ */
+export async function writeAllAt(
+  fh: { write(buffer: Buffer, offset: number, length: number, position: number): Promise<{ bytesWritten: number }>; truncate(length: number): Promise<void> },
+  buf: Buffer,
+  position: number,
+  onTruncateFailed: (err: unknown) => void,
+): Promise<void> {
+  let done = 0;
+  try {
+    while (done < buf.length) {
+      const { bytesWritten } = await fh.write(buf, done, buf.length - done, position + done);
+      done += bytesWritten;
+    }
+  } catch (err) {
+    try {
+      await fh.truncate(position);
+    } catch (truncErr) {
+      onTruncateFailed(truncErr);
+    }
+    throw err;
+  }
+}

@@ -32,7 +32,7 @@ import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import type { Clock, TimerHandle } from '../../core/clock.js';
 import type { Logger } from '../../core/log.js';
-import { fsyncDir, takePidLock } from '../../core/files.js';
+import { WindowReader, fsyncDir, takePidLock } from '../../core/files.js';
 import { QueueError } from '../errors.js';
 import { applyFrame, emptyReplayState, FRAME_HEADER_BYTES, FRAME_MAGIC, readFrameHeader, RecordWriter, type ReplayState } from './codec.js';
 import type { BrokerFsync } from './options.js';
@@ -160,35 +160,6 @@ function takeLock(lockPath: string): Promise<void> {
   );
 }
 
-/** Sequential reads through a window, for the scan at open. */
-class WindowReader {
-  private buf = Buffer.alloc(0);
-  private start = 0;
-
-  constructor(
-    private readonly file: JournalFile,
-    private readonly size: number,
-  ) {}
-
-  /** `length` bytes at `offset` (a view valid until the next call), or undefined past the end. */
-  async read(offset: number, length: number): Promise<Buffer | undefined> {
-    if (offset + length > this.size) return undefined;
-    if (offset < this.start || offset + length > this.start + this.buf.length) {
-      const want = Math.min(Math.max(length, READ_CHUNK_BYTES), this.size - offset);
-      const buf = Buffer.allocUnsafe(want);
-      let got = 0;
-      while (got < want) {
-        const { bytesRead } = await this.file.read(buf, got, want - got, offset + got);
-        if (bytesRead === 0) break;
-        got += bytesRead;
-      }
-      this.buf = buf.subarray(0, got);
-      this.start = offset;
-      if (got < length) return undefined;
-    }
-    return this.buf.subarray(offset - this.start, offset - this.start + length);
-  }
-}
 
 export interface OpenedJournal {
   journal: BrokerJournal;
@@ -533,7 +504,7 @@ export class BrokerJournal {
 
 /** Reads every frame from the start, applying it; returns where the valid part of the file ends. */
 async function replay(file: JournalFile, size: number, state: ReplayState, path: string): Promise<{ validBytes: number }> {
-  const reader = new WindowReader(file, size);
+  const reader = new WindowReader(file, size, READ_CHUNK_BYTES);
   let pos = 0;
   while (pos < size) {
     const head = await reader.read(pos, FRAME_HEADER_BYTES);

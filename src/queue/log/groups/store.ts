@@ -37,7 +37,7 @@ import type { FileHandle } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { crc32 } from 'node:zlib';
 import type { Logger } from '../../../core/log.js';
-import { fsyncDir, takePidLock } from '../../../core/files.js';
+import { fsyncDir, takePidLock, writeAllAt } from '../../../core/files.js';
 import { QueueError } from '../../errors.js';
 import type { TopicPartition } from '../../types.js';
 
@@ -550,21 +550,10 @@ export class OffsetStore {
   }
 
   /** Writes all of `buf` at `position`; on failure cuts the file back to `position` (or marks the store broken). */
-  private async writeAll(buf: Buffer, position: number): Promise<void> {
-    let done = 0;
-    try {
-      while (done < buf.length) {
-        const { bytesWritten } = await this.fh.write(buf, done, buf.length - done, position + done);
-        done += bytesWritten;
-      }
-    } catch (err) {
-      try {
-        await this.fh.truncate(position);
-      } catch (truncErr) {
-        this.broken = storeError(`offsets log ${this.path}: a write failed and its partial record could not be removed: ${(truncErr as Error).message}`, { path: this.path, op: 'truncate' }, truncErr);
-      }
-      throw err;
-    }
+  private writeAll(buf: Buffer, position: number): Promise<void> {
+    return writeAllAt(this.fh, buf, position, (truncErr) => {
+      this.broken = storeError(`offsets log ${this.path}: a write failed and its partial record could not be removed: ${(truncErr as Error).message}`, { path: this.path, op: 'truncate' }, truncErr);
+    });
   }
 
   /** Rewrites the file from memory: one commit record per group (chunked), via a fsynced temp file and a rename. */
