@@ -36,13 +36,13 @@
  * One process at a time: a `<path>.lock` file holds the owner's pid; a lock left by a dead process
  * (kill -9) is taken over.
  */
-import { constants as fsc, promises as fsp } from 'node:fs';
+import { promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { SystemClock, type Clock, type TimerHandle } from '../core/clock.js';
 import { InvalidArgumentError } from '../core/errors.js';
-import { WindowReader, fsyncDir, takePidLock, writeAllAt } from '../core/files.js';
+import { WindowReader, fsyncDir, openOrCreate, takePidLock, writeAllAt } from '../core/files.js';
 import type { Logger } from '../core/log.js';
 import { encodeValue, decodeValue, jsonCodec } from './codec.js';
 import { CacheError, checkKey } from './errors.js';
@@ -245,15 +245,7 @@ export class Journal<V = unknown> {
       locked = true;
       // A compaction the last owner did not finish: the journal itself was never replaced, drop the copy.
       await fsp.rm(`${path}.compact`, { force: true });
-      let created = false;
-      try {
-        fh = await fsp.open(path, fsc.O_RDWR);
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-        fh = await fsp.open(path, fsc.O_RDWR | fsc.O_CREAT | fsc.O_EXCL, 0o600);
-        created = true;
-      }
-      if (created) await fsyncDir(dir);
+      fh = await openOrCreate(path, dir);
       const full = { path, fsync, maxBytes, codec: opts.codec ?? jsonCodec, clock: opts.clock ?? new SystemClock(), logger: opts.logger };
       const size = (await fh.stat()).size;
       const journal = new Journal<V>(full, fh, size, 0, 0);

@@ -3,6 +3,7 @@
  * power cut), and a pid lock file that keeps two processes off one data directory while letting a
  * restart take over the lock a killed process left behind.
  */
+import { constants as fsc } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 
 /** fsyncs a directory, making renames and file creations in it durable. */
@@ -107,4 +108,24 @@ export async function writeAllAt(
     }
     throw err;
   }
+}
+
+/**
+ * Opens `path` read-write, creating it (mode 0600) when it does not exist; a creation is made
+ * durable by fsyncing `dir`, the file's directory.
+ */
+export async function openOrCreate(path: string, dir: string): Promise<fsp.FileHandle> {
+  try {
+    return await fsp.open(path, fsc.O_RDWR);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  const fh = await fsp.open(path, fsc.O_RDWR | fsc.O_CREAT | fsc.O_EXCL, 0o600);
+  try {
+    await fsyncDir(dir);
+  } catch (err) {
+    await fh.close();
+    throw err;
+  }
+  return fh;
 }

@@ -32,12 +32,12 @@
  * One process at a time: `<dir>/offsets.lock` holds the owner's pid; a lock left by a dead process is
  * taken over.
  */
-import { constants as fsc, promises as fsp } from 'node:fs';
+import { promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { crc32 } from 'node:zlib';
 import type { Logger } from '../../../core/log.js';
-import { fsyncDir, takePidLock, writeAllAt } from '../../../core/files.js';
+import { fsyncDir, openOrCreate, takePidLock, writeAllAt } from '../../../core/files.js';
 import { QueueError } from '../../errors.js';
 import type { TopicPartition } from '../../types.js';
 
@@ -277,15 +277,7 @@ export class OffsetStore {
       locked = true;
       // A compaction the last owner did not finish: the log itself was never replaced.
       await fsp.rm(`${path}.compact`, { force: true });
-      let created = false;
-      try {
-        fh = await fsp.open(path, fsc.O_RDWR);
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-        fh = await fsp.open(path, fsc.O_RDWR | fsc.O_CREAT | fsc.O_EXCL, 0o600);
-        created = true;
-      }
-      if (created) await fsyncDir(dir);
+      fh = await openOrCreate(path, dir);
       const size = (await fh.stat()).size;
       const store = new OffsetStore({ dir, fsync: opts.fsync, compactMinBytes, logger: opts.logger }, fh, size);
       await store.replay(size);
