@@ -71,17 +71,22 @@ export interface WrkOptions {
   durationS: number;
   /** Requests slower than this count as timeouts. Default 2 s (wrk's). */
   timeoutS?: number;
+  /** A Lua script for wrk's -s (e.g. rotating over URLs). */
+  script?: string;
+  /** Run wrk under `taskset -c cpus`. */
+  pin?: { taskset: string; cpus: string };
 }
 
 /** One wrk run; rejects when wrk fails or runs past its duration by more than 10 s. */
 export function runWrk(o: WrkOptions): Promise<WrkResult> {
-  const args = ['-t', String(o.threads), '-c', String(o.connections), '-d', `${o.durationS}s`, '--timeout', `${o.timeoutS ?? 2}s`, '--latency', o.url];
+  const args = ['-t', String(o.threads), '-c', String(o.connections), '-d', `${o.durationS}s`, '--timeout', `${o.timeoutS ?? 2}s`, '--latency', ...(o.script === undefined ? [] : ['-s', o.script]), o.url];
+  const [cmd, cmdArgs] = o.pin ? [o.pin.taskset, ['-c', o.pin.cpus, o.wrk, ...args]] : [o.wrk, args];
   return new Promise((resolve, reject) => {
-    const p = spawn(o.wrk, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(cmd, cmdArgs, { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
     p.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
-    p.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+    p.stderr.setEncoding('utf8').on('data', (d: string) => (err = (err + d).slice(-4000)));
     const guard = setTimeout(() => p.kill('SIGKILL'), (o.durationS + 10) * 1000);
     p.on('error', (e) => {
       clearTimeout(guard);
