@@ -2,21 +2,23 @@
  * archlab's log and queue as bench targets, written against the contracts (LogApi & RawLogApi,
  * BrokerApi in src/queue/types.ts) so one adapter drives the embedded engines and the TCP client.
  *
- * - log: one topic of one partition per run. The producer batches: `send()` adds the record to the
- *   open batch, which goes out as one `appendRaw` (an encoded record batch, the log's own format)
- *   when it holds `batchRecords` records, or when the runner flushes (the end of a window, every
- *   latency tick), or through the driver API's Producer when a target asks for it. The consumer
+ * - log: one topic of one partition per run. The producer batches as Kafka's does, by count and by
+ *   bytes: `send()` adds the record to the open batch, which goes out as one `appendRaw` (an encoded
+ *   record batch, the log's own format) when it holds `batchRecords` records or the next record
+ *   would take its encoded size past `batchBytes` (Kafka's batch.size), or when the runner flushes
+ *   (the window of unacknowledged messages is full, every latency tick), or through the driver
+ *   API's Producer when a target asks for it. Every message's promise is its batch's. The consumer
  *   joins a group, long-polls `fetch` from offset 0 on its own connection and commits its offset
  *   every `commitIntervalMs` and at the end — the log's ack.
  * - queue: one durable queue per run, published through the default exchange; a consumer with
  *   prefetch on its own connection acks every delivery.
  */
-import { encodeRecordBatch } from '../../src/queue/log/record-batch.js';
+import { BATCH_HEADER_BYTES, encodeRecordBatch, recordBytesInBatch } from '../../src/queue/log/record-batch.js';
 import { isQueueError } from '../../src/queue/errors.js';
 import type { Acks, BrokerApi, LogApi, Producer, ProducerRecord, RawLogApi } from '../../src/queue/types.js';
 import type { LevelTarget } from './levelling.js';
 import { BenchCheckError } from './payload.js';
-import type { RunMode, Session, Target } from './runner.js';
+import type { PreparedBatch, RunMode, Session, Target } from './runner.js';
 
 export type LogClient = LogApi & RawLogApi;
 
@@ -32,8 +34,10 @@ export interface LogTargetOptions {
   durability: string;
   method: string;
   acks: Acks;
-  /** Records per batch in throughput runs. */
+  /** Records per batch in throughput runs, at most. */
   batchRecords: number;
+  /** Encoded bytes per batch, at most (a record bigger than that goes alone): Kafka's batch.size. */
+  batchBytes: number;
   /** Long-poll wait of a fetch. */
   fetchMaxWaitMs: number;
   /** Bytes per fetch at most. */
@@ -53,42 +57,105 @@ export interface LogTargetOptions {
   producer?: (mode: RunMode) => Producer;
 }
 
+/**
+ * Kafka's rule for closing a batch, on the log's own encoding: a batch holds at most `maxRecords`
+ * records and at most `maxBytes` encoded bytes (header included, exact: recordBytesInBatch), except
+ * that a record too big for any batch goes in one of its own. Records carry no timestamp here (the
+ * encoder stamps them all with the same `now`), so every timestamp delta is 0.
+ */
+export class BatchSizer {
+  /** Records in the open batch. */
+  records = 0;
+  /** Encoded bytes of the open batch so far. */
+  bytes = BATCH_HEADER_BYTES;
+
+  constructor(
+    readonly maxRecords: number,
+    readonly maxBytes: number,
+  ) {
+    if (!Number.isSafeInteger(maxRecords) || maxRecords < 1) throw new RangeError(`maxRecords must be a positive integer, got ${maxRecords}`);
+    if (!Number.isSafeInteger(maxBytes) || maxBytes <= BATCH_HEADER_BYTES) throw new RangeError(`maxBytes must be an integer above ${BATCH_HEADER_BYTES}, got ${maxBytes}`);
+  }
+
+  /** True when `record` does not fit the open batch, which must then be closed first. */
+  full(record: ProducerRecord): boolean {
+    return this.records > 0 && (this.records >= this.maxRecords || this.bytes + recordBytesInBatch(record, this.records) > this.maxBytes);
+  }
+
+  /** Counts `record` into the open batch; true when the batch is now full whatever comes next. */
+  add(record: ProducerRecord): boolean {
+    this.bytes += recordBytesInBatch(record, this.records);
+    this.records++;
+    return this.records >= this.maxRecords || this.bytes >= this.maxBytes;
+  }
+
+  /** Starts the next batch. */
+  reset(): void {
+    this.records = 0;
+    this.bytes = BATCH_HEADER_BYTES;
+  }
+}
+
+/** `bodies` as record batches closed by `sizer`'s rule, in order. */
+export function splitIntoBatches(bodies: readonly Buffer[], sizer: BatchSizer): ProducerRecord[][] {
+  const out: ProducerRecord[][] = [];
+  let open: ProducerRecord[] = [];
+  sizer.reset();
+  for (const value of bodies) {
+    const r: ProducerRecord = { key: null, value };
+    if (sizer.full(r)) {
+      out.push(open);
+      open = [];
+      sizer.reset();
+    }
+    open.push(r);
+    if (sizer.add(r)) {
+      out.push(open);
+      open = [];
+      sizer.reset();
+    }
+  }
+  if (open.length > 0) out.push(open);
+  sizer.reset();
+  return out;
+}
+
 export function logTarget(o: LogTargetOptions): Target {
   return {
     system: o.system,
     durability: o.durability,
     method: o.method,
     ...(o.warmupMessages === undefined ? {} : { warmupMessages: o.warmupMessages }),
-    ...(o.preEncoded ? { prepared: { batchMessages: o.batchRecords }, latency: false } : {}),
+    ...(o.preEncoded ? { prepared: true, latency: false } : {}),
     async open(topic: string, mode: RunMode): Promise<Session> {
       const { producer, consumer } = await o.clients();
       await producer.createTopic(topic, { partitions: 1 });
       const driverProducer = o.producer?.(mode);
-      const batchMax = mode === 'latency' ? Number.MAX_SAFE_INTEGER : o.batchRecords;
+      // A latency run sends what each tick made (the runner flushes), however few.
+      const sizer = new BatchSizer(mode === 'latency' ? Number.MAX_SAFE_INTEGER : o.batchRecords, o.batchBytes);
       let records: ProducerRecord[] = [];
-      let settle: { resolve: () => void; reject: (err: unknown) => void }[] = [];
+      // One promise per batch, shared by its messages (no promise or callback pair per message).
+      let settled: Promise<void> | undefined;
+      let settle: { resolve: () => void; reject: (err: unknown) => void } | undefined;
       const sendBatch = (): void => {
         if (records.length === 0) return;
         const batch = encodeRecordBatch(records, { now: Date.now() });
-        const waiting = settle;
+        const waiting = settle!;
         records = [];
-        settle = [];
-        producer.appendRaw(topic, 0, batch, o.acks).then(
-          () => {
-            for (const w of waiting) w.resolve();
-          },
-          (err: unknown) => {
-            for (const w of waiting) w.reject(err);
-          },
-        );
+        settled = undefined;
+        settle = undefined;
+        sizer.reset();
+        producer.appendRaw(topic, 0, batch, o.acks).then(() => waiting.resolve(), waiting.reject);
       };
       const own = {
         send(body: Buffer): Promise<void> {
-          return new Promise<void>((resolve, reject) => {
-            records.push({ key: null, value: body });
-            settle.push({ resolve, reject });
-            if (records.length >= batchMax) sendBatch();
-          });
+          const r: ProducerRecord = { key: null, value: body };
+          if (sizer.full(r)) sendBatch();
+          settled ??= new Promise<void>((resolve, reject) => (settle = { resolve, reject }));
+          const mine = settled;
+          records.push(r);
+          if (sizer.add(r)) sendBatch();
+          return mine;
         },
         flush: sendBatch,
       };
@@ -103,7 +170,8 @@ export function logTarget(o: LogTargetOptions): Target {
       };
       return {
         ...(viaDriver ?? own),
-        prepare: (bodies: Buffer[]): Buffer => encodeRecordBatch(bodies.map((value) => ({ key: null, value })), { now: Date.now() }),
+        prepare: (bodies: Buffer[]): PreparedBatch[] =>
+          splitIntoBatches(bodies, new BatchSizer(o.batchRecords, o.batchBytes)).map((records) => ({ messages: records.length, data: encodeRecordBatch(records, { now: Date.now() }) })),
         async sendPrepared(prepared: unknown): Promise<void> {
           await producer.appendRaw(topic, 0, prepared as Buffer, o.acks);
         },

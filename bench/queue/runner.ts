@@ -34,12 +34,19 @@ export interface Session {
   /** Deletes the destination and everything in it. */
   drop(): Promise<void>;
   /**
-   * Optional batch path (targets with `prepared`): turns `bodies` into one request, before the
-   * clock starts, so the produce rate measures the broker rather than the client's encoding.
+   * Optional batch path (targets with `prepared`): turns `bodies` into requests (batches, in order,
+   * split by the target's own batching rule), before the clock starts, so the produce rate
+   * measures the broker rather than the client's encoding.
    */
-  prepare?(bodies: Buffer[]): unknown;
-  /** Sends what `prepare` returned; resolves when the whole batch is acknowledged. */
+  prepare?(bodies: Buffer[]): PreparedBatch[];
+  /** Sends one batch's `data`; resolves when the whole batch is acknowledged. */
   sendPrepared?(prepared: unknown): Promise<void>;
+}
+
+/** One request made by `Session.prepare`: `messages` messages in `data`. */
+export interface PreparedBatch {
+  messages: number;
+  data: unknown;
 }
 
 /** A system under test: one row label, one durability level. */
@@ -56,8 +63,8 @@ export interface Target {
    * (the peers run native code and are already warm). Default: the bench's verifyCount.
    */
   warmupMessages?: number;
-  /** Produce through `Session.prepare`/`sendPrepared` with this many messages per batch. */
-  prepared?: { batchMessages: number };
+  /** Produce through `Session.prepare`/`sendPrepared` (batches the session splits as it sends them). */
+  prepared?: boolean;
   /** False: no latency run (a variant whose latency is the same as another row's). Default true. */
   latency?: boolean;
   /** A fresh, empty destination named `name` (unique per run). */
@@ -103,36 +110,39 @@ export async function produce(session: Session, payloads: Payloads, count: numbe
 }
 
 /**
- * Messages 0..count-1 grouped into batches of `batchMessages`, each prepared before the clock
- * starts; then sent with at most `window` messages (whole batches) unacknowledged.
+ * Messages 0..count-1 made and prepared (split into batches by the session) before the clock
+ * starts; then sent with at most `window` messages unacknowledged, as `produce` does: a batch goes
+ * when its messages fit beside those in flight (a batch larger than the window goes alone).
  */
-export async function producePrepared(session: Session, payloads: Payloads, count: number, batchMessages: number, window: number): Promise<ProduceResult> {
+export async function producePrepared(session: Session, payloads: Payloads, count: number, window: number): Promise<ProduceResult> {
   if (!session.prepare || !session.sendPrepared) throw new TypeError('this target has no prepared batch path');
-  const batches: unknown[] = [];
-  for (let i = 0; i < count; i += batchMessages) {
-    const bodies: Buffer[] = [];
-    for (let j = i; j < Math.min(count, i + batchMessages); j++) bodies.push(payloads.make(j, epochMs()));
-    batches.push(session.prepare(bodies));
-  }
-  const maxBatches = Math.max(1, Math.floor(window / batchMessages));
+  const bodies: Buffer[] = [];
+  for (let i = 0; i < count; i++) bodies.push(payloads.make(i, epochMs()));
+  const batches = session.prepare(bodies);
+  const prepared = batches.reduce((n, b) => n + b.messages, 0);
+  if (prepared !== count) throw new TypeError(`prepare() put ${prepared} of ${count} messages in batches`);
+  bodies.length = 0;
   let inflight = 0;
   let failed: unknown;
   let wake: (() => void) | undefined;
-  const settle = (): void => {
-    inflight--;
+  const settled = (n: number): void => {
+    inflight -= n;
     const w = wake;
     wake = undefined;
     w?.();
   };
   const t0 = performance.now();
   for (const b of batches) {
-    while (inflight >= maxBatches) await new Promise<void>((resolve) => (wake = resolve));
+    while (inflight > 0 && inflight + b.messages > window) await new Promise<void>((resolve) => (wake = resolve));
     if (failed) throw failed;
-    inflight++;
-    session.sendPrepared(b).then(settle, (err: unknown) => {
-      failed ??= err;
-      settle();
-    });
+    inflight += b.messages;
+    session.sendPrepared(b.data).then(
+      () => settled(b.messages),
+      (err: unknown) => {
+        failed ??= err;
+        settled(b.messages);
+      },
+    );
   }
   while (inflight > 0) await new Promise<void>((resolve) => (wake = resolve));
   if (failed) throw failed;

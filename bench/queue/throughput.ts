@@ -56,14 +56,14 @@ export async function measureTarget(ctx: BenchContext, t: Target, size: number, 
     await withSession(t, runId, 'verify', 'throughput', async (session) => {
       const v = new Payloads(size, tag ^ 0x5a5a5a5a);
       const n = Math.max(s.verifyCount, t.warmupMessages ?? 0);
-      const p = t.prepared ? await producePrepared(session, v, n, t.prepared.batchMessages, s.window) : await produce(session, v, n, s.window);
+      const p = t.prepared ? await producePrepared(session, v, n, s.window) : await produce(session, v, n, s.window);
       verifyRate = (n / p.ms) * 1000;
       await consume(session, v, n, s.consumeTimeoutMs, `${t.system} ${scenario} verification`);
     });
     // 2. timed produce, then timed consume of that backlog (checked).
     const n = Math.round(Math.min(s.maxCount(size), Math.max(s.verifyCount, verifyRate * s.runS)));
     await withSession(t, runId, 'tput', 'throughput', async (session) => {
-      const p = t.prepared ? await producePrepared(session, payloads, n, t.prepared.batchMessages, s.window) : await produce(session, payloads, n, s.window);
+      const p = t.prepared ? await producePrepared(session, payloads, n, s.window) : await produce(session, payloads, n, s.window);
       const c = await consume(session, payloads, n, s.consumeTimeoutMs, `${t.system} ${scenario} consume`);
       const pr = (n / p.ms) * 1000;
       const cr = (n / c.ms) * 1000;

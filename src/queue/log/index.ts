@@ -22,6 +22,7 @@ export {
   decodeRecordBatch,
   decodeRecordBatches,
   encodeRecordBatch,
+  recordBytesInBatch,
   readBatchHeader,
   setBaseOffset,
   validateRecords,

@@ -59,6 +59,63 @@ test('the streaming decoder matches a whole-buffer reference for any chunking (f
   }
 });
 
+test('large frames assembled as their chunks arrive match the reference, however often next() is called (fuzzed)', () => {
+  const seed = freshSeed();
+  const rnd = new SeededRandom(seed);
+  for (let round = 0; round < 40; round++) {
+    const frames: Buffer[] = [];
+    const n = 1 + rnd.int(12);
+    for (let i = 0; i < n; i++) {
+      // Record-batch-sized frames (up to 300 KB) among small ones, so frames start mid-chunk.
+      const size = rnd.next() < 0.5 ? 64 * 1024 + rnd.int(240_000) : rnd.int(2000);
+      const payload = Buffer.allocUnsafe(size);
+      for (let k = 0; k < size; k++) payload[k] = (k * 31 + i + round) & 0xff;
+      frames.push(encodeFrame(rnd.int(256), 1 + rnd.int(1000), payload));
+    }
+    const stream = Buffer.concat(frames);
+    const expected = referenceParse(stream);
+    const dec = new FrameDecoder(1024 * 1024);
+    const got: Plain[] = [];
+    let at = 0;
+    // Socket-read-sized chunks (64 KiB and less); the reader sometimes stops taking frames for a
+    // while, as the server does when too many requests are in flight.
+    while (at < stream.length) {
+      const len = rnd.next() < 0.7 ? 65_536 : 1 + rnd.int(70_000);
+      // Copy each chunk into a buffer that is then overwritten: frames must not keep views of
+      // chunks the decoder copied from (a socket may reuse its read buffer).
+      const chunk = Buffer.from(stream.subarray(at, at + len));
+      dec.push(chunk);
+      at += len;
+      if (rnd.next() < 0.6) for (let f = dec.next(); f !== null; f = dec.next()) got.push(plain(f));
+    }
+    for (let f = dec.next(); f !== null; f = dec.next()) got.push(plain(f));
+    assert.deepEqual(got, expected, `seed ${seed}, round ${round}`);
+    assert.equal(dec.bufferedBytes, 0, `seed ${seed}`);
+    assert.equal(dec.hasFrame(), false);
+  }
+});
+
+test('a big frame is assembled once a sixteenth of it and two chunks are in; the bytes after it stay in order', () => {
+  const big = encodeFrame(0x10, 1, Buffer.alloc(160_000, 0xab));
+  const small = encodeFrame(0x02, 2, Buffer.from('after'));
+  const dec = new FrameDecoder();
+  dec.push(big.subarray(0, 4000));
+  dec.push(big.subarray(4000, 9000));
+  assert.equal(dec.hasFrame(), false);
+  assert.equal(dec.bufferedBytes, 9000);
+  dec.push(big.subarray(9000, 100_000));
+  dec.push(Buffer.concat([big.subarray(100_000), small]));
+  assert.equal(dec.bufferedBytes, big.length + small.length);
+  assert.equal(dec.hasFrame(), true);
+  const f = dec.next()!;
+  assert.equal(f.requestId, 1);
+  assert.equal(f.payload.length, 160_000);
+  assert.ok(f.payload.every((b) => b === 0xab));
+  assert.equal(dec.next()!.payload.toString(), 'after');
+  assert.equal(dec.next(), null);
+  assert.equal(dec.bufferedBytes, 0);
+});
+
 test('a frame within one chunk is a view of it; one split across chunks is reassembled', () => {
   const a = encodeFrame(0x10, 7, Buffer.from('hello'));
   const dec = new FrameDecoder();

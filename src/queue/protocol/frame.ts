@@ -12,7 +12,9 @@
  *
  * `FrameDecoder` turns a byte stream into frames whatever the TCP chunking: a frame split over many
  * chunks is reassembled, many frames in one chunk come out one by one, and a frame wholly inside one
- * chunk is handed out as a view of that chunk (no copy).
+ * chunk is handed out as a view of that chunk (no copy). A large frame (a 256 KiB record batch
+ * arrives in four or more 64 KiB socket reads) is assembled as its chunks arrive, each copied once
+ * into the frame's own buffer while it is still in the CPU cache, rather than all at the end.
  */
 import { QueueError } from '../errors.js';
 
@@ -138,8 +140,16 @@ export class FrameDecoder {
   private chunks: Buffer[] = [];
   private head = 0;
   private offset = 0;
+  /** Bytes received and not yet returned, `asmFilled` included. */
   private buffered = 0;
   private failed: QueueError | undefined;
+  /**
+   * The next frame, whole (length field included), while it is being assembled from chunks as they
+   * arrive. While it is short of `asmFilled === asm.length`, `chunks` is empty: every byte received
+   * so far is in it. Once full, `chunks` holds the bytes after it.
+   */
+  private asm: Buffer | undefined;
+  private asmFilled = 0;
 
   constructor(maxFrameBytes: number = DEFAULT_MAX_FRAME_BYTES) {
     if (!Number.isInteger(maxFrameBytes) || maxFrameBytes < MIN_FRAME_LENGTH || maxFrameBytes > MAX_MAX_FRAME_BYTES) {
@@ -155,12 +165,49 @@ export class FrameDecoder {
 
   push(chunk: Buffer): void {
     if (chunk.length === 0) return;
+    const asm = this.asm;
+    if (asm !== undefined && this.asmFilled < asm.length) {
+      const n = Math.min(chunk.length, asm.length - this.asmFilled);
+      chunk.copy(asm, this.asmFilled, 0, n);
+      this.asmFilled += n;
+      this.buffered += n;
+      if (n === chunk.length) return;
+      chunk = chunk.subarray(n);
+    }
     this.chunks.push(chunk);
     this.buffered += chunk.length;
+    this.maybeAssemble();
+  }
+
+  /**
+   * Starts assembling the next frame when it is incomplete and already spans two chunks or more,
+   * and at least 1/16 of it is in: the whole frame's buffer is allocated only once the peer has
+   * sent a good part of it (a length field alone reserves nothing), and never past maxFrameBytes.
+   */
+  private maybeAssemble(): void {
+    if (this.asm !== undefined || this.failed !== undefined || this.chunks.length - this.head < 2 || this.buffered < 4) return;
+    const length = this.peekLength();
+    if (length < MIN_FRAME_LENGTH || length > this.maxFrameBytes) return; // next() reports it
+    const total = 4 + length;
+    if (this.buffered >= total || this.buffered * 16 < total) return;
+    const asm = Buffer.allocUnsafe(total);
+    let filled = 0;
+    for (let i = this.head; i < this.chunks.length; i++) {
+      const c = this.chunks[i]!;
+      const from = i === this.head ? this.offset : 0;
+      c.copy(asm, filled, from);
+      filled += c.length - from;
+    }
+    this.chunks = [];
+    this.head = 0;
+    this.offset = 0;
+    this.asm = asm;
+    this.asmFilled = filled;
   }
 
   /** True when a whole frame is buffered, so `next()` would return one (or throw). */
   hasFrame(): boolean {
+    if (this.asm !== undefined) return this.asmFilled === this.asm.length;
     if (this.buffered < 4) return false;
     const length = this.peekLength();
     return length < MIN_FRAME_LENGTH || length > this.maxFrameBytes || this.buffered >= 4 + length;
@@ -168,6 +215,15 @@ export class FrameDecoder {
 
   next(): Frame | null {
     if (this.failed !== undefined) throw this.failed;
+    const asm = this.asm;
+    if (asm !== undefined) {
+      if (this.asmFilled < asm.length) return null;
+      this.asm = undefined;
+      this.asmFilled = 0;
+      this.buffered -= asm.length;
+      this.maybeAssemble();
+      return { type: asm[4]!, requestId: asm.readUInt32BE(5), payload: asm.subarray(FRAME_HEADER_BYTES) };
+    }
     if (this.buffered < 4) return null;
     const length = this.peekLength();
     if (length < MIN_FRAME_LENGTH) {
@@ -183,6 +239,7 @@ export class FrameDecoder {
     const total = 4 + length;
     if (this.buffered < total) return null;
     const frame = this.take(total);
+    this.maybeAssemble();
     return { type: frame[4]!, requestId: frame.readUInt32BE(5), payload: frame.subarray(FRAME_HEADER_BYTES) };
   }
 
