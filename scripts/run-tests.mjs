@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Runs every test file (unit tests beside the code in src/, multi-process tests in test/) with
+// Runs every test file (unit tests beside the code in src/, multi-process tests in test/, the benches' own tests in bench/) with
 // node:test through tsx. Arguments narrow the run: `npm test -- src/hashing` runs only those files.
 import { spawnSync } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
@@ -15,7 +15,7 @@ function collect(dir, out) {
   return out;
 }
 
-const roots = process.argv.slice(2).length ? process.argv.slice(2) : ['src', 'test'];
+const roots = process.argv.slice(2).length ? process.argv.slice(2) : ['src', 'test', 'bench'];
 const files = roots.flatMap((root) => (statSync(root).isDirectory() ? collect(root, []) : [root])).sort();
 if (files.length === 0) {
   console.error(`no test files under ${roots.join(', ')}`);
