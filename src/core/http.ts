@@ -17,3 +17,84 @@ export const HOP_BY_HOP_HEADERS: ReadonlySet<string> = new Set([
   'proxy-authentication-info',
   'proxy-authorization',
 ]);
+
+/** A request head accepted by parseSimpleRequestHead: lowercase field names, repeated fields joined with ", ". */
+export interface SimpleRequestHead {
+  method: 'GET' | 'HEAD';
+  /** The origin-form target as sent ("/a?b"). */
+  url: string;
+  host: string;
+  headers: Record<string, string>;
+}
+
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+/** Visible ASCII, SP and HTAB only: no CR, LF, NUL or other controls, no obs-text. */
+const VISIBLE_VALUE = /^[\t\x20-\x7e]*$/;
+const ORIGIN_FORM = /^\/[\x21-\x7e]*$/;
+
+/** Fields that give a request a body or change its framing: never in a simple request. */
+export const FRAMING_FIELDS: readonly string[] = ['content-length', 'transfer-encoding', 'expect', 'upgrade', 'te', 'trailer'];
+
+/**
+ * A strict parser for the one request shape that servers below node:http answer themselves (the CDN
+ * edge's hit path, the balancer's HTTP/1.1 fast path): `GET` or `HEAD`, an origin-form target of
+ * visible ASCII, `HTTP/1.1`, at most `maxFields` header lines of token names and visible-ASCII values
+ * (no obs-fold, no obs-text), exactly one non-empty Host, `Connection` absent or `keep-alive`, one
+ * Cookie at most, and none of the fields in `refuse` (lowercase; include FRAMING_FIELDS). `buf[start,
+ * end)` is the head up to, not including, its blank line. Anything else gives undefined, and the
+ * caller hands the request to node:http, whose parser answers malformed and smuggling shapes.
+ */
+export function parseSimpleRequestHead(buf: Buffer, start: number, end: number, refuse: ReadonlySet<string>, maxFields: number): SimpleRequestHead | undefined {
+  const lines = buf.toString('latin1', start, end).split('\r\n');
+  const first = lines[0]!;
+  let method: 'GET' | 'HEAD';
+  let rest: string;
+  if (first.startsWith('GET ')) {
+    method = 'GET';
+    rest = first.slice(4);
+  } else if (first.startsWith('HEAD ')) {
+    method = 'HEAD';
+    rest = first.slice(5);
+  } else return undefined;
+  if (!rest.endsWith(' HTTP/1.1')) return undefined;
+  const url = rest.slice(0, -9);
+  if (!ORIGIN_FORM.test(url)) return undefined;
+  if (lines.length - 1 > maxFields) return undefined;
+  const headers = Object.create(null) as Record<string, string>;
+  let host: string | undefined;
+  for (let i = 1; i < lines.length; i++) {
+    const line = lines[i]!;
+    const colon = line.indexOf(':');
+    if (colon <= 0) return undefined;
+    const name = line.slice(0, colon).toLowerCase();
+    if (!TOKEN.test(name)) return undefined;
+    const value = line.slice(colon + 1).trim();
+    if (!VISIBLE_VALUE.test(value)) return undefined;
+    if (refuse.has(name)) return undefined;
+    if (name === 'connection') {
+      if (value.toLowerCase() !== 'keep-alive') return undefined;
+    } else if (name === 'host') {
+      if (host !== undefined || value === '') return undefined;
+      host = value;
+    }
+    const prev = headers[name];
+    if (prev === undefined) headers[name] = value;
+    else if (name === 'set-cookie' || name === 'cookie') return undefined;
+    else headers[name] = `${prev}, ${value}`;
+  }
+  if (host === undefined) return undefined;
+  return { method, url, host, headers };
+}
+
+let dateSecond = -1;
+let dateValue = '';
+/** The current time as an HTTP-date (RFC 9110 5.6.7), computed at most once a second. */
+export function httpDate(): string {
+  const now = Date.now();
+  const s = Math.floor(now / 1000);
+  if (s !== dateSecond) {
+    dateSecond = s;
+    dateValue = new Date(now).toUTCString();
+  }
+  return dateValue;
+}

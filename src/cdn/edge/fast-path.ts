@@ -17,6 +17,7 @@
  */
 import type * as http from 'node:http';
 import type * as net from 'node:net';
+import { FRAMING_FIELDS, parseSimpleRequestHead, type SimpleRequestHead } from '../../core/http.js';
 import { CdnError } from '../errors.js';
 import type { Headers } from '../types.js';
 
@@ -24,16 +25,9 @@ import type { Headers } from '../types.js';
 export type FastHitFn = (method: 'GET' | 'HEAD', host: string, url: string, headers: Headers, t0: number) => { head: string; body: Buffer | undefined } | undefined;
 
 const CRLFCRLF = Buffer.from('\r\n\r\n');
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-/** Visible ASCII, SP and HTAB only: no CR, LF, NUL or other controls, no obs-text. */
-const VALUE = /^[\t\x20-\x7e]*$/;
-const TARGET = /^\/[\x21-\x7e]*$/;
 /** Request fields that send a request to the full path. */
 const FULL_PATH_FIELDS: ReadonlySet<string> = new Set([
-  'content-length',
-  'transfer-encoding',
-  'expect',
-  'upgrade',
+  ...FRAMING_FIELDS,
   'range',
   'if-range',
   'if-match',
@@ -43,8 +37,6 @@ const FULL_PATH_FIELDS: ReadonlySet<string> = new Set([
   'cache-control',
   'pragma',
   'authorization',
-  'te',
-  'trailer',
 ]);
 /** At most this many header lines in a fast request. */
 const MAX_FIELDS = 100;
@@ -58,47 +50,8 @@ export interface FastPathOptions {
 }
 
 /** Parses one request head (`buf[start, end)`, end at the blank line); undefined when it is not the accepted shape. */
-export function parseFastHead(buf: Buffer, start: number, end: number): { method: 'GET' | 'HEAD'; url: string; host: string; headers: Headers } | undefined {
-  const text = buf.toString('latin1', start, end);
-  const lines = text.split('\r\n');
-  const first = lines[0]!;
-  let method: 'GET' | 'HEAD';
-  let rest: string;
-  if (first.startsWith('GET ')) {
-    method = 'GET';
-    rest = first.slice(4);
-  } else if (first.startsWith('HEAD ')) {
-    method = 'HEAD';
-    rest = first.slice(5);
-  } else return undefined;
-  if (!rest.endsWith(' HTTP/1.1')) return undefined;
-  const url = rest.slice(0, -9);
-  if (!TARGET.test(url)) return undefined;
-  if (lines.length - 1 > MAX_FIELDS) return undefined;
-  const headers = Object.create(null) as Headers;
-  let host: string | undefined;
-  for (let i = 1; i < lines.length; i++) {
-    const line = lines[i]!;
-    const colon = line.indexOf(':');
-    if (colon <= 0) return undefined;
-    const name = line.slice(0, colon).toLowerCase();
-    if (!TOKEN.test(name)) return undefined;
-    const value = line.slice(colon + 1).trim();
-    if (!VALUE.test(value)) return undefined;
-    if (FULL_PATH_FIELDS.has(name)) return undefined;
-    if (name === 'connection') {
-      if (value.toLowerCase() !== 'keep-alive') return undefined;
-    } else if (name === 'host') {
-      if (host !== undefined || value === '') return undefined;
-      host = value;
-    }
-    const prev = headers[name];
-    if (prev === undefined) headers[name] = value;
-    else if (name === 'set-cookie' || name === 'cookie') return undefined;
-    else headers[name] = `${typeof prev === 'string' ? prev : prev.join(', ')}, ${value}`;
-  }
-  if (host === undefined) return undefined;
-  return { method, url, host, headers };
+export function parseFastHead(buf: Buffer, start: number, end: number): SimpleRequestHead | undefined {
+  return parseSimpleRequestHead(buf, start, end, FULL_PATH_FIELDS, MAX_FIELDS);
 }
 
 /**

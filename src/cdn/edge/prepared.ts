@@ -7,6 +7,7 @@
 import { STATUS_CODES, type IncomingHttpHeaders } from 'node:http';
 import type { Headers, StoredObjectMeta } from '../types.js';
 import { joined, pushFlat } from './headers.js';
+import { httpDate } from '../../core/http.js';
 
 export interface Prepared {
   /** The meta fields it was built from; a new head (a 304 revalidation) makes it stale. */
@@ -142,17 +143,4 @@ function buildFastHead(p: Prepared): string | null {
     out += name + ': ' + value + '\r\n';
   }
   return out;
-}
-
-let dateSecond = -1;
-let dateText = '';
-/** The IMF-fixdate of now, rebuilt at most once a second (as node does for its Date header). */
-function httpDate(): string {
-  const now = Date.now();
-  const sec = Math.floor(now / 1000);
-  if (sec !== dateSecond) {
-    dateSecond = sec;
-    dateText = new Date(now).toUTCString();
-  }
-  return dateText;
 }
