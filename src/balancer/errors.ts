@@ -10,7 +10,9 @@ export type BalancerErrorCode =
   | 'ARCHLAB_BAD_REQUEST'
   /** An active TCP health check connected but did not read the bytes it expects. */
   | 'ARCHLAB_HEALTH_UNEXPECTED'
-  | 'ARCHLAB_BALANCER_CONFIG';
+  | 'ARCHLAB_BALANCER_CONFIG'
+  /** A broken invariant inside the balancer (a bug): never the client's or a backend's doing. */
+  | 'ARCHLAB_BALANCER_INTERNAL';
 
 /** Errors of the balancer; `retryable` says whether another backend might succeed. */
 export class BalancerError extends ArchlabError {
