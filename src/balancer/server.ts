@@ -17,6 +17,7 @@ import { adminRoutes } from './admin/api.js';
 import { balancerConfig, type BalancerConfig, type BalancerConfigInput, type ListenerConfig } from './config.js';
 import { startL4Listener } from './l4/listener.js';
 import { CertificateStore } from './l7/certs.js';
+import { installFastInbound, type FastInbound } from './l7/h1/inbound.js';
 import { L7Proxy } from './l7/proxy.js';
 import { BalancerMetrics } from './metrics.js';
 import { buildState, newCookieSecret, removedBackends, type ProxyState } from './runtime.js';
@@ -63,6 +64,7 @@ export async function startBalancer(input: BalancerConfigInput | BalancerConfig,
 
   const certStores: CertificateStore[] = [];
   const handles: ServerHandle[] = [];
+  const fastPaths: FastInbound[] = [];
   const startHealth = (s: ProxyState): void => {
     for (const rt of s.pools.values()) rt.health?.start();
   };
@@ -77,7 +79,8 @@ export async function startBalancer(input: BalancerConfigInput | BalancerConfig,
         logger.info({ listener: lc.name ?? lc.mode, mode: lc.mode, address: handles.at(-1)!.address }, 'listening');
         continue;
       }
-      const { server, proto } = createListener(lc, config, proxy, metrics, certStores);
+      const { server, proto, fast } = createListener(lc, config, proxy, metrics, certStores);
+      if (fast) fastPaths.push(fast);
       handles.push(await listen(server, { host: lc.host, port: lc.port, drainTimeoutMs: config.timeouts.drainMs }));
       logger.info({ listener: lc.name ?? proto, address: handles.at(-1)!.address, tls: lc.tls !== undefined }, 'listening');
     }
@@ -136,6 +139,7 @@ export async function startBalancer(input: BalancerConfigInput | BalancerConfig,
       closed ??= (async () => {
         proxy.shutdown();
         stopHealth(state);
+        for (const f of fastPaths) f.closeAll();
         await Promise.all(handles.map((h) => h.close()));
         for (const rt of state.pools.values()) {
           rt.pool.rejectWaiters('shutting down');
@@ -163,7 +167,7 @@ function createListener(
   proxy: L7Proxy,
   metrics: BalancerMetrics,
   certStores: CertificateStore[],
-): { server: net.Server; proto: 'http' | 'https' } {
+): { server: net.Server; proto: 'http' | 'https'; fast?: FastInbound } {
   const { timeouts, limits } = config;
   const httpOptions: http.ServerOptions = {
     maxHeaderSize: limits.maxHeaderBytes,
@@ -175,6 +179,7 @@ function createListener(
   };
   let server: http.Server | https.Server | http2.Http2SecureServer;
   let proto: 'http' | 'https' = 'http';
+  let fast: FastInbound | undefined;
   if (lc.redirectToHttpsPort !== undefined) {
     const port = lc.redirectToHttpsPort;
     server = http.createServer(httpOptions, (req, res) => {
@@ -197,6 +202,13 @@ function createListener(
     }
   } else {
     server = http.createServer(httpOptions, (req, res) => proxy.handle(req, res, 'http'));
+    fast = installFastInbound(server, {
+      maxHeaderBytes: limits.maxHeaderBytes,
+      headersMs: timeouts.headersMs,
+      keepAliveMs: timeouts.keepAliveMs,
+      idleMs: timeouts.idleMs,
+      serve: (req, res) => proxy.handle(req, res, 'http'),
+    });
   }
   if (lc.redirectToHttpsPort === undefined) {
     server.on('upgrade', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => proxy.upgrade(req, socket, head, proto));
@@ -215,5 +227,5 @@ function createListener(
       socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nconnection: close\r\ncontent-type: text/plain\r\ncontent-length: ${body.length}\r\n\r\n${body}`);
     });
   }
-  return { server: server as net.Server, proto };
+  return { server: server as net.Server, proto, fast };
 }

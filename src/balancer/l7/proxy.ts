@@ -9,6 +9,7 @@ import * as http from 'node:http';
 import type * as http2 from 'node:http2';
 import * as https from 'node:https';
 import type * as net from 'node:net';
+import type * as tls from 'node:tls';
 import { Transform, type Readable } from 'node:stream';
 import { errors as undiciErrors, Pool as UndiciPool, type Dispatcher } from 'undici';
 import { formatHostPort } from '../../core/net.js';
@@ -21,6 +22,8 @@ import type { PickContext } from '../pick/types.js';
 import type { PoolRuntime, ProxyState } from '../runtime.js';
 import { parseCookies } from './cookies.js';
 import { checkFraming } from './framing.js';
+import type { FastRequest } from './h1/inbound.js';
+import { H1Upstream } from './h1/upstream.js';
 import { forwardedHeaders, responseHeaders, upgradeHeaders } from './headers.js';
 
 export const VIA = '1.1 archlab';
@@ -36,8 +39,26 @@ const CONNECT_ERRORS = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', '
  */
 const closingSockets = new WeakSet<net.Socket>();
 
-type Req = http.IncomingMessage | http2.Http2ServerRequest;
-type Res = http.ServerResponse | http2.Http2ServerResponse;
+type Req = http.IncomingMessage | http2.Http2ServerRequest | FastRequest;
+/**
+ * What the proxy does with a response: the part of ServerResponse and Http2ServerResponse it uses,
+ * which the fast path's FastResponse implements too.
+ */
+interface Res {
+  readonly headersSent: boolean;
+  readonly writableFinished: boolean;
+  readonly socket: net.Socket | tls.TLSSocket | null;
+  readonly stream?: unknown;
+  writeHead(status: number, headers: http.OutgoingHttpHeaders): unknown;
+  write(chunk: Buffer): boolean;
+  end(): unknown;
+  end(chunk: string): unknown;
+  cork(): void;
+  uncork(): void;
+  destroy(): void;
+  on(event: 'close', fn: (this: Res) => void): unknown;
+  once(event: 'drain', fn: () => void): unknown;
+}
 
 type Outcome =
   | { kind: 'done'; status: number; bytesOut: number; connectMs: number; upstreamMs: number }
@@ -159,8 +180,9 @@ export class L7Proxy {
   }
 
   /**
-   * The backend's undici pool (keep-alive connections, at most maxConnections of them) and the
-   * response and idle timeouts its exchanges run under, both fixed when it is first used. The
+   * The backend's transport (H1Upstream for plain HTTP, sending bodies through an undici Pool; the
+   * Pool alone over TLS; keep-alive connections, at most maxConnections of them) and the response
+   * and idle timeouts its exchanges run under, both fixed when it is first used. The
    * timeouts are ExchangeTimeouts' rather than undici's headersTimeout and bodyTimeout, which
    * allocate two timer objects per request.
    */
@@ -168,7 +190,7 @@ export class L7Proxy {
     let up = this.upstreams.get(b);
     if (!up) {
       const { connectMs, responseMs, idleMs } = config.timeouts;
-      const pool = new UndiciPool(`${b.tls ? 'https' : 'http'}://${formatHostPort(b.host, b.port)}`, {
+      const undici = new UndiciPool(`${b.tls ? 'https' : 'http'}://${formatHostPort(b.host, b.port)}`, {
         connections: b.maxConnections,
         pipelining: 1,
         keepAliveTimeout: UPSTREAM_IDLE_MS,
@@ -177,6 +199,10 @@ export class L7Proxy {
         bodyTimeout: 0,
         connect: { timeout: connectMs, ...(b.tls ? { rejectUnauthorized: false } : {}) },
       });
+      // Plain-HTTP backends: requests without a body on the balancer's own connections (h1/upstream.ts).
+      const pool: Transport = b.tls
+        ? undici
+        : new H1Upstream({ host: b.host, port: b.port, connectMs, idleMs: UPSTREAM_IDLE_MS, maxIdle: b.maxConnections, maxHeadBytes: MAX_RESPONSE_HEAD_BYTES, fallback: undici });
       up = { pool, responseMs, idleMs };
       this.upstreams.set(b, up);
     }
@@ -317,9 +343,15 @@ export class L7Proxy {
   }
 }
 
+/** What an exchange is sent through: undici's Pool, or H1Upstream (which sends bodies through one). */
+type Transport = Pick<Dispatcher, 'dispatch' | 'destroy'>;
+
+/** Longest response head taken from a backend (undici's and Node's default limit is 16 KiB). */
+export const MAX_RESPONSE_HEAD_BYTES = 64 * 1024;
+
 /** A backend's connection pool and the timeouts its exchanges run under. */
 interface Upstream {
-  pool: UndiciPool;
+  pool: Transport;
   /** Response headers must arrive within this after the request was sent (timeouts.response); 0 = none. */
   responseMs: number;
   /** The response body may pause for at most this between bytes (timeouts.idle); 0 = none. */
@@ -516,8 +548,8 @@ class ProxyRequest {
 }
 
 /**
- * One exchange with one backend through its undici connection pool (measured faster than
- * node:http's Agent: docs/balancer.md), with streaming both ways and backpressure. The instance is
+ * One exchange with one backend through its transport (H1Upstream or undici's Pool, both driven
+ * through undici's dispatch-handler interface), with streaming both ways and backpressure. The instance is
  * undici's dispatch handler; it tells its ProxyRequest once when it is completely over: the
  * response finished, or failed, or the request is to be retried elsewhere.
  */
@@ -560,7 +592,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.responseMs = upstream.responseMs;
     this.idleMs = upstream.idleMs;
     let body: Readable | null = null;
-    if (this.owner.hasBody) body = this.countedBody(req, this.owner.config.limits.maxBodyBytes);
+    // A FastRequest never has a body (the fast path takes only GET and HEAD without framing fields).
+    if (this.owner.hasBody) body = this.countedBody(req as Exclude<Req, FastRequest>, this.owner.config.limits.maxBodyBytes);
     upstream.pool.dispatch({ path: this.owner.path, method: (req.method ?? 'GET') as Dispatcher.HttpMethod, headers: this.owner.headers, body }, this);
   }
 
@@ -577,7 +610,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
   }
 
   /** The request body, passed through with a running count that fails the exchange past `max` bytes. */
-  private countedBody(req: Req, max: number): Readable {
+  private countedBody(req: Exclude<Req, FastRequest>, max: number): Readable {
     let bytesIn = 0;
     const counted = new Transform({
       transform: (chunk: Buffer, _enc, cb) => {
