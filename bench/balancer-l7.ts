@@ -114,8 +114,34 @@ class Run {
     return true;
   }
 
-  spawn(name: string, command: string, args: string[]): Child {
-    const c = new Child(command, args, { name, cwd: ROOT });
+  readonly taskset = findBinary('taskset');
+  /** The core every proxy under test runs on, when pinning is possible (the last one). */
+  get serverCpu(): string | undefined {
+    const n = cpus().length;
+    return this.taskset && n >= 2 ? String(n - 1) : undefined;
+  }
+
+  /** The cores the backends and the load generators run on, when pinning is possible. */
+  get loadCpus(): string | undefined {
+    const n = cpus().length;
+    return this.taskset && n >= 2 ? (n === 2 ? '0' : `0-${n - 2}`) : undefined;
+  }
+
+  /** wrk's pinning, for runWrk. */
+  get wrkPin(): { pin: { taskset: string; cpus: string } } | Record<string, never> {
+    return this.loadCpus ? { pin: { taskset: this.taskset!, cpus: this.loadCpus } } : {};
+  }
+
+  pinningNote(): string {
+    if (this.serverCpu) {
+      return `each proxy under test (one process: archlab, nginx's worker, HAProxy, http-proxy, reply-from) pinned to core ${this.serverCpu} with taskset; the backends and the load generators (wrk, the fixed-rate client) to core(s) ${this.loadCpus}; archlab cluster x2 is not pinned (its two workers take both cores, sharing them with the backend and wrk)`;
+    }
+    return this.taskset ? 'one CPU: everything shares it' : 'taskset not found: nothing pinned (apt-get install util-linux)';
+  }
+
+  /** Spawns `command` in its own process group, under `taskset -c cpus` when given and possible. */
+  spawn(name: string, command: string, args: string[], cpus?: string): Child {
+    const c = cpus && this.taskset ? new Child(this.taskset, ['-c', cpus, command, ...args], { name, cwd: ROOT }) : new Child(command, args, { name, cwd: ROOT });
     this.children.push(c);
     return c;
   }
@@ -134,7 +160,7 @@ class Run {
 
   /** A child script printing its ready line; undefined (with a note) when it cannot run here. */
   async startScript(system: string, script: string, args: string[]): Promise<Target | undefined> {
-    const child = this.spawn(system, process.execPath, [...NODE_SCRIPT(script), ...args]);
+    const child = this.spawn(system, process.execPath, [...NODE_SCRIPT(script), ...args], system === SYSTEMS.cluster ? undefined : this.serverCpu);
     try {
       const line = await child.readyLine(30_000);
       if ('port' in line) return { system, url: `http://127.0.0.1:${line.port}/`, child };
@@ -148,7 +174,7 @@ class Run {
   }
 
   async backend(name: string, delayMs: number): Promise<{ port: number; child: Child }> {
-    const child = this.spawn(`backend ${name}`, process.execPath, [...NODE_SCRIPT('backend.ts'), '0', '--name', name, '--delay-ms', String(delayMs)]);
+    const child = this.spawn(`backend ${name}`, process.execPath, [...NODE_SCRIPT('backend.ts'), '0', '--name', name, '--delay-ms', String(delayMs)], this.loadCpus);
     const line = await child.readyLine(30_000);
     if (!('port' in line)) throw new BenchProcessError(`backend ${name} did not start: ${JSON.stringify(line)}`);
     return { port: line.port, child };
@@ -163,7 +189,7 @@ class Run {
     }
     const conf = join(this.dir, 'nginx.conf');
     writeFileSync(conf, nginxConfig(this.dir, sites));
-    const child = this.spawn('nginx', bin, ['-p', `${this.dir}/`, '-c', conf, '-e', join(this.dir, 'nginx-startup.log')]);
+    const child = this.spawn('nginx', bin, ['-p', `${this.dir}/`, '-c', conf, '-e', join(this.dir, 'nginx-startup.log')], this.serverCpu);
     return this.waitSites('nginx', child, sites, () => readTail(join(this.dir, 'nginx-error.log')) || readTail(join(this.dir, 'nginx-startup.log')));
   }
 
@@ -176,7 +202,7 @@ class Run {
     const cfg = join(this.dir, 'haproxy.cfg');
     writeFileSync(cfg, haproxyConfig(sites));
     // -db: stay in the foreground, no daemon, so the process group is ours to stop.
-    const child = this.spawn('haproxy', bin, ['-db', '-f', cfg]);
+    const child = this.spawn('haproxy', bin, ['-db', '-f', cfg], this.serverCpu);
     return this.waitSites('haproxy', child, sites, () => '');
   }
 
@@ -228,12 +254,12 @@ class Run {
     const { ctx } = this;
     let best: { r: WrkResult; cpuMs: number; other: number; counted?: number[] } | undefined;
     try {
-      await runWrk({ wrk: this.wrk, url: t.url, connections: CONNECTIONS, threads: this.s.threads, durationS: this.s.warmupS });
+      await runWrk({ wrk: this.wrk, url: t.url, connections: CONNECTIONS, threads: this.s.threads, durationS: this.s.warmupS, ...this.wrkPin });
       for (let attempt = 0; ; attempt++) {
         await this.waitQuiet(t.system);
         const c0 = await extra.counters?.();
         const a = cpuSnapshot();
-        const r = await runWrk({ wrk: this.wrk, url: t.url, connections: CONNECTIONS, threads: this.s.threads, durationS });
+        const r = await runWrk({ wrk: this.wrk, url: t.url, connections: CONNECTIONS, threads: this.s.threads, durationS, ...this.wrkPin });
         const b = cpuSnapshot();
         const c1 = await extra.counters?.();
         const counted = c0 && c1 ? c1.map((x, i) => x - (c0[i] ?? 0)) : undefined;
@@ -298,7 +324,9 @@ class Run {
       for (let attempt = 0; ; attempt++) {
         await this.waitQuiet(t.system);
         const a = cpuSnapshot();
-        const fr = await runJson<FixedRateResult>(process.execPath, args, (o.warmupS + o.durationS + 20) * 1000);
+        const fr = await (this.loadCpus
+          ? runJson<FixedRateResult>(this.taskset!, ['-c', this.loadCpus, process.execPath, ...args], (o.warmupS + o.durationS + 20) * 1000)
+          : runJson<FixedRateResult>(process.execPath, args, (o.warmupS + o.durationS + 20) * 1000));
         const b = cpuSnapshot();
         // The generator's warm-up and start-up fall inside the window; both are this process's children.
         const other = a && b ? otherCpuShare(a, b, this.groups(), cpus().length) : 0;
@@ -396,6 +424,7 @@ async function run(ctx: BenchContext): Promise<void> {
   ctx.log(`\nwrk -t${s.threads} -c${CONNECTIONS}, ${s.warmupS}s warm-up + ${s.durationS}s measured per system; every process under test in its own process group`);
 
   const r = new Run(ctx, s, wrk);
+  ctx.note(r.pinningNote());
   // Stop everything on Ctrl-C too; the default would leave the detached groups running.
   const onSignal = (): void => {
     void r.stopAll().finally(() => process.exit(130));
