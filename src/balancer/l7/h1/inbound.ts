@@ -71,6 +71,8 @@ export class FastResponse {
   private noBody = false;
   private closeAfter = false;
   private closeListener: ((this: FastResponse) => void) | undefined;
+  /** The head, from writeHead until the first body bytes or the end. */
+  private head: string | undefined;
 
   constructor(
     private readonly conn: FastConnection,
@@ -117,20 +119,29 @@ export class FastResponse {
     } else head += this.conn.keepAliveLines;
     this.statusCode = status;
     this.headersSent = true;
-    this.socket.write(head, 'latin1');
+    // Sent with the first body bytes or the end, as node:http does: head and a small body leave in one write.
+    this.head = head;
     return this;
   }
 
   write(chunk: Buffer | string): boolean {
     if (!this.headersSent) this.writeHead(this.statusCode, {});
-    if (this.noBody || chunk.length === 0) return true;
-    if (!this.chunked) return this.socket.write(chunk);
-    const n = typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.length;
-    this.socket.cork();
-    this.socket.write(`${n.toString(16)}\r\n`, 'latin1');
-    this.socket.write(chunk);
-    const ok = this.socket.write('\r\n', 'latin1');
-    this.socket.uncork();
+    if (this.noBody || chunk.length === 0) return this.flushHead();
+    const { socket } = this;
+    socket.cork();
+    if (this.head !== undefined) {
+      socket.write(this.head, 'latin1');
+      this.head = undefined;
+    }
+    let ok: boolean;
+    if (!this.chunked) ok = socket.write(chunk);
+    else {
+      const n = typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.length;
+      socket.write(`${n.toString(16)}\r\n`, 'latin1');
+      socket.write(chunk);
+      ok = socket.write('\r\n', 'latin1');
+    }
+    socket.uncork();
     return ok;
   }
 
@@ -138,10 +149,23 @@ export class FastResponse {
     if (this.writableFinished) return this;
     if (chunk !== undefined) this.write(chunk);
     else if (!this.headersSent) this.writeHead(this.statusCode, {});
-    if (this.chunked) this.socket.write('0\r\n\r\n', 'latin1');
+    if (this.chunked) {
+      this.socket.cork();
+      this.flushHead();
+      this.socket.write('0\r\n\r\n', 'latin1');
+      this.socket.uncork();
+    } else this.flushHead();
     this.writableFinished = true;
     this.conn.finished(this.closeAfter);
     return this;
+  }
+
+  /** Writes the head if it is still waiting for body bytes; returns the socket's write result (true when nothing was written). */
+  private flushHead(): boolean {
+    if (this.head === undefined) return true;
+    const head = this.head;
+    this.head = undefined;
+    return this.socket.write(head, 'latin1');
   }
 
   cork(): void {
