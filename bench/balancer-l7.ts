@@ -309,6 +309,17 @@ class Run {
     }
   }
 
+  /** The stalls of a spinning process on the proxies' core (hiccups.ts); undefined when it fails. */
+  async hiccups(ms: number): Promise<{ durationMs: number; gaps: number; maxMs: number; p99GapMs: number; stalledShare: number } | undefined> {
+    const args = [...NODE_SCRIPT('hiccups.ts'), String(ms)];
+    try {
+      return await (this.serverCpu ? runJson(this.taskset!, ['-c', this.serverCpu, process.execPath, ...args], ms + 20_000) : runJson(process.execPath, args, ms + 20_000));
+    } catch (err) {
+      this.ctx.note(`machine stalls not measured: ${(err as Error).message}`);
+      return undefined;
+    }
+  }
+
   async fixedRate(
     t: Target,
     rate: number,
@@ -516,6 +527,17 @@ async function measureAll(ctx: BenchContext, r: Run, s: Settings): Promise<void>
     const halfTargets = main.filter(
       (t): t is Target => !!t && (t.system === SYSTEMS.direct || t.system === refName || (!quick && (maxRps.get(t.system) ?? 0) >= rate * 1.5)),
     );
+    // What the machine itself allows: stalls a spinning process sees on the proxies' core (a VM's
+    // hypervisor taking the vCPU shows here), measured just before these runs.
+    const hic = await r.hiccups(3000);
+    if (hic) {
+      ctx.row({ system: 'machine', scenario: HALF_SCENARIO, metric: 'stall max', value: hic.maxMs, unit: 'ms' });
+      ctx.row({ system: 'machine', scenario: HALF_SCENARIO, metric: 'stalls over 1 ms', value: (hic.gaps * 1000) / hic.durationMs, unit: 'per second' });
+      ctx.note(
+        `the machine itself: a process spinning on ${r.serverCpu ? `core ${r.serverCpu}` : 'a core'} for ${hic.durationMs / 1000} s just before the half-load runs was stopped ${hic.gaps} times for over 1 ms ` +
+          `(longest ${hic.maxMs.toFixed(1)} ms, ${(hic.stalledShare * 100).toFixed(1)}% of the time): no p99 on that core can be much below such stalls`,
+      );
+    }
     let directP99: number | undefined;
     for (const t of halfTargets) {
       const fr = await r.fixedRate(t, rate, { warmupS: s.fixedWarmupS, durationS: s.fixedDurationS });
