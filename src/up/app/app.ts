@@ -1,0 +1,549 @@
+/**
+ * The demo application of `archlab up`: a small product catalogue service with users and orders,
+ * so every block in front of it (CDN, balancer, cache, database, queue) has honest work to do. A
+ * library: createDemoApp() returns a node:http request handler and close(); the runner puts each
+ * instance behind its own listener (core's listen(), which drains on close).
+ *
+ * HTTP API (JSON; errors are `{ error: { code, message, field? } }` with a typed code):
+ *   GET   /api/products/:id                  a product, through the cache
+ *   GET   /api/products?category=&limit=     products of a category (index over category), limit 1..100, default 20
+ *   PATCH /api/products/:id                  { name?, category?, priceCents?, description? } through the cache's write path
+ *   POST  /api/orders                        { userId, productId, qty } -> 201; 400 bad field, 409 out of stock, 422 unknown user/product
+ *   GET   /api/orders/:id                    an order
+ *   GET   /static/products/:id.svg           a generated product image, cacheable for an hour (what the CDN caches)
+ *   GET   /healthz                           200 with the cache and database states (see below)
+ *   GET   /metrics                           Prometheus text, from the app's own registry
+ *
+ * /healthz answers 200 while the process serves, with `cache` and `database` saying "reachable" or
+ * "cut-off": it is a liveness check, so a balancer keeps sending traffic to an instance cut off from
+ * its database and the 503s show on the dashboard, which is the point of the control.
+ *
+ * Events: after an order commits the app calls the injected `publish(event)` (the runner wires the
+ * queue). A publish that fails or takes longer than publishTimeoutMs does NOT fail the order: the
+ * order is already committed, and answering 5xx would invite a retry that orders twice. The failure
+ * is counted (archlab_app_events_total{result="failed"}) and logged. The event can therefore be lost
+ * (at-most-once between database and queue); the fix is a transactional outbox, not a failed order.
+ */
+import type * as http from 'node:http';
+import { performance } from 'node:perf_hooks';
+import { Counter, Gauge, Histogram } from 'prom-client';
+import { z } from 'zod';
+import { createMemoryStore, createRedisStore, STRATEGIES, type CacheStats, type CacheStore, type StrategyName } from '../../cache/index.js';
+import {
+  ArchlabError,
+  createRegistry,
+  HttpError,
+  InvalidArgumentError,
+  isArchlabError,
+  readBody,
+  SeededRandom,
+  SystemClock,
+  type Clock,
+  type Logger,
+  type Registry,
+} from '../../core/index.js';
+import { generateCatalogue, type Order, type Product } from './data.js';
+import { MAX_SEARCH_LIMIT, openPostgresCatalogue, openSqliteCatalogue, type CatalogueDb } from './db.js';
+import { AppError, findAppError } from './errors.js';
+import { gatedDatabase, type CacheGate, type DatabaseGate } from './gates.js';
+import { ProductCache } from './product-cache.js';
+
+/** The event published after an order commits. */
+export interface OrderPlacedEvent {
+  type: 'order.placed';
+  orderId: number;
+  userId: number;
+  productId: number;
+  qty: number;
+  /** Epoch ms when the order was placed. */
+  at: number;
+  /** The app instance that took the order. */
+  instance: string;
+}
+
+export type DatabaseSpec =
+  | { engine: 'sqlite'; /** A file, or ":memory:" (private to this instance). */ file: string; busyTimeoutMs?: number }
+  | { engine: 'postgres'; url: string; maxConnections?: number; queryTimeoutMs?: number };
+
+export interface CacheSpec {
+  /** Default cache-aside. */
+  strategy?: StrategyName;
+  /** memory (default): this instance's own cache; redis: shared (needs url). */
+  engine?: 'memory' | 'redis';
+  url?: string;
+  /** Key prefix in Redis. Default "archlab:up:". */
+  prefix?: string;
+  /** Freshness of a cached product, in ms. Default 30000. */
+  ttlMs?: number;
+  /** Entries in a memory cache. Default 10000. */
+  maxEntries?: number;
+  /** A store to use instead of making one (tests); the app closes it. */
+  store?: CacheStore<Product>;
+}
+
+export interface DemoAppOptions {
+  /** This instance's name: the `instance` label on its metrics, the X-App-Instance header. Default "app". */
+  name?: string;
+  database: DatabaseSpec;
+  cache?: CacheSpec;
+  /**
+   * Seed data, inserted at start where missing (idempotent: instances sharing a database can all
+   * seed). Default none.
+   */
+  seed?: { products: number; users: number; seed: number };
+  /** Called with each order event after the order commits; see the file comment. Default: none. */
+  publish?: (event: OrderPlacedEvent) => Promise<void> | void;
+  /** A publish not settled within this counts as failed (the order still succeeds), in ms. Default 1000. */
+  publishTimeoutMs?: number;
+  /** Largest request body read; bigger gets 413. Default 16 KiB. */
+  maxBodyBytes?: number;
+  clock?: Clock;
+  logger?: Logger;
+}
+
+export interface DemoAppStats {
+  cache: CacheStats & { strategy: StrategyName; reachable: boolean; errors: number };
+  database: { engine: 'sqlite' | 'postgres'; reachable: boolean; calls: Record<string, number> };
+  orders: { placed: number; outOfStock: number };
+  events: { published: number; failed: number };
+}
+
+export interface DemoApp {
+  readonly name: string;
+  /** The request handler, for http.createServer (or core's listen()). */
+  readonly handler: (req: http.IncomingMessage, res: http.ServerResponse) => void;
+  /** The app's own metrics registry (served on GET /metrics). */
+  readonly registry: Registry;
+  readonly strategy: StrategyName;
+  /** Switches the cache strategy; see ProductCache.setStrategy. */
+  setStrategy(strategy: StrategyName): Promise<void>;
+  /** Cuts this instance off from its cache (false) or reconnects it (true): reads fall back to the database. */
+  setCacheReachable(reachable: boolean): void;
+  /** Cuts this instance off from its database (false) or reconnects it: requests that need it get 503. */
+  setDatabaseReachable(reachable: boolean): void;
+  stats(): DemoAppStats;
+  /** Refuses new requests (503), flushes and closes the cache, closes the database. Drain the listener first. */
+  close(): Promise<void>;
+}
+
+const MAX_ID = 2_147_483_647;
+const zId = z.int({ error: 'expected a positive integer' }).min(1, 'expected a positive integer').max(MAX_ID, `expected at most ${MAX_ID}`);
+const zOrderBody = z.strictObject({
+  userId: zId,
+  productId: zId,
+  /** Units ordered, 1..100. */
+  qty: z.int({ error: 'expected an integer 1..100' }).min(1, 'expected an integer 1..100').max(100, 'expected an integer 1..100'),
+});
+const zCategory = z.string().regex(/^[a-z0-9-]{1,64}$/, 'expected 1-64 lowercase letters, digits or "-"');
+const zPatchBody = z
+  .strictObject({
+    name: z.string().min(1).max(200).optional(),
+    category: zCategory.optional(),
+    priceCents: z.int().min(1).max(1_000_000_000).optional(),
+    description: z.string().max(2000).optional(),
+  })
+  .refine((p) => Object.values(p).some((v) => v !== undefined), 'expected at least one of name, category, priceCents, description');
+const zSearch = z.strictObject({
+  category: zCategory,
+  limit: z.coerce.number().pipe(z.int().min(1).max(MAX_SEARCH_LIMIT, `expected 1..${MAX_SEARCH_LIMIT}`)).default(20),
+});
+
+/** The first issue of a zod error as a 400 naming its field. */
+function badRequest(error: z.ZodError, prefix: string): AppError {
+  const issue = error.issues[0]!;
+  const path = issue.path.map(String).join('.');
+  const field = issue.code === 'unrecognized_keys' ? issue.keys[0]! : path === '' ? undefined : path;
+  const message = issue.code === 'unrecognized_keys' ? 'unknown field' : issue.message.replace(/^Invalid input: /, '');
+  return new AppError('ARCHLAB_APP_BAD_REQUEST', `${prefix}${field === undefined ? '' : `${field}: `}${message}`, field === undefined ? {} : { field });
+}
+
+function parseId(text: string, field = 'id'): number {
+  if (!/^[1-9]\d{0,9}$/.test(text) || Number(text) > MAX_ID) {
+    throw new AppError('ARCHLAB_APP_BAD_REQUEST', `${field}: expected a positive integer, received ${JSON.stringify(text.slice(0, 32))}`, { field });
+  }
+  return Number(text);
+}
+
+const JSON_TYPE = 'application/json; charset=utf-8';
+
+function send(res: http.ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'Content-Type': JSON_TYPE, 'Content-Length': Buffer.byteLength(text), 'Cache-Control': 'no-store', ...headers });
+  res.end(text);
+}
+
+/** A small deterministic SVG for product `id`: the same bytes on every instance, so a CDN can cache it. */
+function productImage(id: number): string {
+  const hue = (id * 137) % 360;
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="160" height="160" viewBox="0 0 160 160"><rect width="160" height="160" fill="hsl(${hue},60%,70%)"/><text x="80" y="90" font-family="sans-serif" font-size="28" text-anchor="middle">#${id}</text></svg>`;
+}
+
+/** Route labels of the request metrics (a fixed set: bounded label values). */
+type Route =
+  | 'GET /api/products/:id'
+  | 'GET /api/products'
+  | 'PATCH /api/products/:id'
+  | 'POST /api/orders'
+  | 'GET /api/orders/:id'
+  | 'GET /static/products/:id.svg'
+  | 'GET /healthz'
+  | 'GET /metrics'
+  | 'other';
+
+async function openDatabase(spec: DatabaseSpec, logger: Logger | undefined): Promise<CatalogueDb> {
+  if (spec.engine === 'sqlite') return openSqliteCatalogue({ file: spec.file, ...(spec.busyTimeoutMs === undefined ? {} : { busyTimeoutMs: spec.busyTimeoutMs }) });
+  const db = openPostgresCatalogue({
+    url: spec.url,
+    ...(spec.maxConnections === undefined ? {} : { maxConnections: spec.maxConnections }),
+    ...(spec.queryTimeoutMs === undefined ? {} : { queryTimeoutMs: spec.queryTimeoutMs }),
+    ...(logger === undefined ? {} : { logger }),
+  });
+  try {
+    await db.init();
+  } catch (err) {
+    await db.close();
+    throw err;
+  }
+  return db;
+}
+
+function makeStore(spec: CacheSpec): CacheStore<Product> {
+  if (spec.store !== undefined) return spec.store;
+  if ((spec.engine ?? 'memory') === 'memory') return createMemoryStore<Product>({ maxEntries: spec.maxEntries ?? 10_000 });
+  if (spec.url === undefined) throw new InvalidArgumentError('cache engine redis needs a url');
+  return createRedisStore<Product>({ url: spec.url, prefix: spec.prefix ?? 'archlab:up:', commandTimeoutMs: 250 });
+}
+
+/** Opens the database (creating the schema, seeding where asked) and the cache, and returns the app. */
+export async function createDemoApp(opts: DemoAppOptions): Promise<DemoApp> {
+  const name = opts.name ?? 'app';
+  const clock = opts.clock ?? new SystemClock();
+  const logger = opts.logger;
+  const maxBodyBytes = opts.maxBodyBytes ?? 16 * 1024;
+  const publishTimeoutMs = opts.publishTimeoutMs ?? 1000;
+  for (const [k, v] of [['maxBodyBytes', maxBodyBytes], ['publishTimeoutMs', publishTimeoutMs]] as const) {
+    if (!Number.isSafeInteger(v) || v <= 0) throw new InvalidArgumentError(`${k} must be a positive integer, got ${v}`);
+  }
+  const cacheSpec = opts.cache ?? {};
+  const strategy0 = cacheSpec.strategy ?? 'cache-aside';
+  if (!STRATEGIES.includes(strategy0)) throw new InvalidArgumentError(`unknown cache strategy "${String(strategy0)}": expected one of ${STRATEGIES.join(', ')}`);
+
+  const rawDb = await openDatabase(opts.database, logger);
+  const dbGate: DatabaseGate = { reachable: true, calls: new Map() };
+  const db = gatedDatabase(rawDb, dbGate);
+  const cacheGate: CacheGate = { reachable: true, errors: 0 };
+  let cache: ProductCache;
+  try {
+    if (opts.seed !== undefined) {
+      const data = generateCatalogue({ products: opts.seed.products, users: opts.seed.users, random: new SeededRandom(opts.seed.seed) });
+      const inserted = await db.seed(data);
+      logger?.info({ instance: name, ...inserted }, 'catalogue seeded');
+    }
+    cache = await ProductCache.open({
+      db,
+      store: makeStore(cacheSpec),
+      gate: cacheGate,
+      strategy: strategy0,
+      ttlMs: cacheSpec.ttlMs ?? 30_000,
+      name: `${name}-products`,
+      clock,
+      ...(logger === undefined ? {} : { logger }),
+    });
+  } catch (err) {
+    await rawDb.close();
+    throw err;
+  }
+
+  const counts = { placed: 0, outOfStock: 0, published: 0, publishFailed: 0 };
+
+  // ------------------------------------------------------------------ metrics
+  const registry = createRegistry({ labels: { instance: name } });
+  const requests = new Counter({ name: 'archlab_app_requests_total', help: 'HTTP requests by route and status.', labelNames: ['route', 'status'] as const, registers: [registry] });
+  const latency = new Histogram({
+    name: 'archlab_app_request_duration_seconds',
+    help: 'Time to answer a request, by route.',
+    labelNames: ['route'] as const,
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [registry],
+  });
+  const fromStats = (metric: string, help: string, read: () => number): void => {
+    new Counter({
+      name: metric,
+      help,
+      registers: [registry],
+      collect() {
+        this.reset();
+        this.inc(read());
+      },
+    });
+  };
+  fromStats('archlab_app_cache_hits_total', 'Product reads answered by the cache.', () => cache.stats().hits + cache.stats().staleServed);
+  fromStats('archlab_app_cache_misses_total', 'Product reads the cache could not answer.', () => cache.stats().misses);
+  fromStats('archlab_app_cache_errors_total', 'Cache calls that failed (cache cut off or down); the app used the database instead.', () => cacheGate.errors);
+  new Counter({
+    name: 'archlab_app_orders_total',
+    help: 'Orders by result.',
+    labelNames: ['result'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc({ result: 'placed' }, counts.placed);
+      this.inc({ result: 'out_of_stock' }, counts.outOfStock);
+    },
+  });
+  new Counter({
+    name: 'archlab_app_events_total',
+    help: 'Order events handed to publish(), by result.',
+    labelNames: ['result'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc({ result: 'published' }, counts.published);
+      this.inc({ result: 'failed' }, counts.publishFailed);
+    },
+  });
+  new Gauge({
+    name: 'archlab_app_reachable',
+    help: '1 when this instance can reach the dependency, 0 when cut off.',
+    labelNames: ['dependency'] as const,
+    registers: [registry],
+    collect() {
+      this.set({ dependency: 'cache' }, cacheGate.reachable ? 1 : 0);
+      this.set({ dependency: 'database' }, dbGate.reachable ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'archlab_app_cache_strategy',
+    help: 'The cache strategy in use (1 on its label).',
+    labelNames: ['strategy'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.set({ strategy: cache.strategy }, 1);
+    },
+  });
+
+  // ------------------------------------------------------------------ handlers
+  let closed = false;
+
+  const readJson = async (req: http.IncomingMessage): Promise<unknown> => {
+    const type = req.headers['content-type'] ?? '';
+    if (!/^application\/json\s*(;|$)/i.test(type)) {
+      throw new AppError('ARCHLAB_APP_UNSUPPORTED_MEDIA_TYPE', `expected Content-Type: application/json, received ${type === '' ? 'none' : JSON.stringify(type.slice(0, 64))}`);
+    }
+    let body: Buffer;
+    try {
+      body = await readBody(req, maxBodyBytes);
+    } catch (err) {
+      if (err instanceof HttpError && err.status === 413) throw new AppError('ARCHLAB_APP_BODY_TOO_LARGE', `request body is over the ${maxBodyBytes}-byte limit`);
+      throw err;
+    }
+    try {
+      return JSON.parse(body.toString('utf8')) as unknown;
+    } catch (err) {
+      throw new AppError('ARCHLAB_APP_BAD_REQUEST', `request body is not JSON: ${(err as Error).message}`);
+    }
+  };
+
+  const publishEvent = async (event: OrderPlacedEvent): Promise<void> => {
+    if (opts.publish === undefined) return;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([
+        Promise.resolve().then(() => opts.publish!(event)),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new ArchlabError('ARCHLAB_APP_PUBLISH_TIMEOUT', `publish took over ${publishTimeoutMs} ms`, { retryable: true })), publishTimeoutMs);
+        }),
+      ]);
+      counts.published++;
+    } catch (err) {
+      counts.publishFailed++;
+      logger?.warn({ err, orderId: event.orderId, instance: name }, 'order event not published (the order stands)');
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+
+  const placeOrder = async (req: http.IncomingMessage, res: http.ServerResponse): Promise<void> => {
+    const parsed = zOrderBody.safeParse(await readJson(req));
+    if (!parsed.success) throw badRequest(parsed.error, '');
+    const { userId, productId, qty } = parsed.data;
+    const createdMs = clock.now();
+    const result = await db.placeOrder({ userId, productId, qty, createdMs });
+    if (!result.ok) {
+      if (result.reason === 'out-of-stock') {
+        counts.outOfStock++;
+        throw new AppError('ARCHLAB_APP_OUT_OF_STOCK', `product ${productId} has ${result.stock} in stock, ${qty} ordered`, { field: 'qty', details: { productId, stock: result.stock, qty } });
+      }
+      const field = result.reason === 'no-user' ? 'userId' : 'productId';
+      throw new AppError('ARCHLAB_APP_UNKNOWN_REFERENCE', `${field}: no ${result.reason === 'no-user' ? 'user' : 'product'} ${result.reason === 'no-user' ? userId : productId}`, { field });
+    }
+    counts.placed++;
+    const order: Order = result.order;
+    await cache.afterOrder(result.product);
+    await publishEvent({ type: 'order.placed', orderId: order.id, userId, productId, qty, at: createdMs, instance: name });
+    send(res, 201, { order, product: { id: result.product.id, stock: result.product.stock } }, { Location: `/api/orders/${order.id}` });
+  };
+
+  const route = async (req: http.IncomingMessage, res: http.ServerResponse, path: string, query: URLSearchParams, setRoute: (r: Route) => void): Promise<void> => {
+    const method = req.method ?? 'GET';
+    const notAllowed = (allow: string): never => {
+      res.setHeader('Allow', allow);
+      throw new AppError('ARCHLAB_APP_METHOD_NOT_ALLOWED', `${method} is not allowed on ${path}`);
+    };
+    if (path === '/healthz') {
+      setRoute('GET /healthz');
+      if (method !== 'GET' && method !== 'HEAD') notAllowed('GET, HEAD');
+      send(res, 200, { status: 'ok', instance: name, cache: cacheGate.reachable ? 'reachable' : 'cut-off', database: dbGate.reachable ? 'reachable' : 'cut-off', strategy: cache.strategy });
+      return;
+    }
+    if (path === '/metrics') {
+      setRoute('GET /metrics');
+      if (method !== 'GET' && method !== 'HEAD') notAllowed('GET, HEAD');
+      const text = await registry.metrics();
+      res.writeHead(200, { 'Content-Type': registry.contentType, 'Content-Length': Buffer.byteLength(text) });
+      res.end(text);
+      return;
+    }
+    if (closed) throw new AppError('ARCHLAB_APP_CLOSED', `app instance ${name} is shutting down`);
+    let m: RegExpExecArray | null;
+    if ((m = /^\/api\/products\/([^/]+)$/.exec(path)) !== null) {
+      if (method === 'GET' || method === 'HEAD') {
+        setRoute('GET /api/products/:id');
+        const id = parseId(m[1]!);
+        const product = await cache.read(id);
+        if (product === undefined) throw new AppError('ARCHLAB_APP_NOT_FOUND', `no product ${id}`);
+        send(res, 200, product);
+        return;
+      }
+      if (method === 'PATCH') {
+        setRoute('PATCH /api/products/:id');
+        const id = parseId(m[1]!);
+        const parsed = zPatchBody.safeParse(await readJson(req));
+        if (!parsed.success) throw badRequest(parsed.error, '');
+        const product = await cache.update(id, parsed.data);
+        if (product === undefined) throw new AppError('ARCHLAB_APP_NOT_FOUND', `no product ${id}`);
+        send(res, 200, product);
+        return;
+      }
+      notAllowed('GET, HEAD, PATCH');
+    }
+    if (path === '/api/products') {
+      setRoute('GET /api/products');
+      if (method !== 'GET' && method !== 'HEAD') notAllowed('GET, HEAD');
+      const parsed = zSearch.safeParse(Object.fromEntries(query));
+      if (!parsed.success) throw badRequest(parsed.error, '');
+      const products = await db.searchProducts(parsed.data.category, parsed.data.limit);
+      send(res, 200, { category: parsed.data.category, limit: parsed.data.limit, products });
+      return;
+    }
+    if (path === '/api/orders') {
+      setRoute('POST /api/orders');
+      if (method !== 'POST') notAllowed('POST');
+      await placeOrder(req, res);
+      return;
+    }
+    if ((m = /^\/api\/orders\/([^/]+)$/.exec(path)) !== null) {
+      setRoute('GET /api/orders/:id');
+      if (method !== 'GET' && method !== 'HEAD') notAllowed('GET, HEAD');
+      const id = parseId(m[1]!);
+      const order = await db.getOrder(id);
+      if (order === undefined) throw new AppError('ARCHLAB_APP_NOT_FOUND', `no order ${id}`);
+      send(res, 200, order);
+      return;
+    }
+    if ((m = /^\/static\/products\/([^/]+)\.svg$/.exec(path)) !== null) {
+      setRoute('GET /static/products/:id.svg');
+      if (method !== 'GET' && method !== 'HEAD') notAllowed('GET, HEAD');
+      const id = parseId(m[1]!);
+      const svg = productImage(id);
+      const etag = `"p${id}"`;
+      const headers = { 'Cache-Control': 'public, max-age=3600', ETag: etag };
+      if (req.headers['if-none-match'] === etag) {
+        res.writeHead(304, headers);
+        res.end();
+        return;
+      }
+      res.writeHead(200, { ...headers, 'Content-Type': 'image/svg+xml', 'Content-Length': Buffer.byteLength(svg) });
+      res.end(method === 'HEAD' ? undefined : svg);
+      return;
+    }
+    throw new AppError('ARCHLAB_APP_NOT_FOUND', `no route ${method} ${path.slice(0, 200)}`);
+  };
+
+  /** Any failure as a typed JSON error; database failures (also when wrapped by the cache) are 503. */
+  const toAppError = (err: unknown): AppError => {
+    const found = findAppError(err);
+    if (found !== undefined) return found;
+    if (isArchlabError(err, 'ARCHLAB_CACHE_SOURCE_FAILED') || isArchlabError(err, 'ARCHLAB_CACHE_LOAD_TIMEOUT')) {
+      return new AppError('ARCHLAB_APP_DATABASE_UNAVAILABLE', `the database could not answer: ${(err as Error).message}`, { cause: err });
+    }
+    if (err instanceof InvalidArgumentError) return new AppError('ARCHLAB_APP_BAD_REQUEST', err.message, { cause: err });
+    if (err instanceof HttpError) return new AppError(err.status === 413 ? 'ARCHLAB_APP_BODY_TOO_LARGE' : 'ARCHLAB_APP_BAD_REQUEST', err.message, { cause: err });
+    return new AppError('ARCHLAB_APP_INTERNAL', 'internal error', { cause: err });
+  };
+
+  const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => {
+    const started = performance.now();
+    let routeName: Route = 'other';
+    res.setHeader('X-App-Instance', name);
+    res.once('close', () => {
+      const status = res.writableFinished ? String(res.statusCode) : 'aborted';
+      requests.inc({ route: routeName, status });
+      latency.observe({ route: routeName }, (performance.now() - started) / 1000);
+    });
+    const target = req.url ?? '/';
+    const q = target.indexOf('?');
+    const path = q < 0 ? target : target.slice(0, q);
+    const query = new URLSearchParams(q < 0 ? '' : target.slice(q + 1));
+    route(req, res, path, query, (r) => (routeName = r)).catch((err: unknown) => {
+      const e = toAppError(err);
+      if (e.code === 'ARCHLAB_APP_INTERNAL') logger?.error({ err, url: target.slice(0, 200), instance: name }, 'request failed');
+      if (res.headersSent) {
+        res.destroy();
+        return;
+      }
+      const body = { error: { code: e.code, message: e.message, ...(e.field === undefined ? {} : { field: e.field }) } };
+      // A body we did not read is not drained: close the connection instead.
+      send(res, e.status, body, e.code === 'ARCHLAB_APP_BODY_TOO_LARGE' || e.code === 'ARCHLAB_APP_UNSUPPORTED_MEDIA_TYPE' ? { Connection: 'close' } : {});
+    });
+  };
+
+  return {
+    name,
+    handler,
+    registry,
+    get strategy() {
+      return cache.strategy;
+    },
+    setStrategy(s) {
+      if (!STRATEGIES.includes(s)) return Promise.reject(new InvalidArgumentError(`unknown cache strategy "${String(s)}": expected one of ${STRATEGIES.join(', ')}`));
+      return cache.setStrategy(s);
+    },
+    setCacheReachable(reachable) {
+      cacheGate.reachable = reachable;
+      logger?.info({ instance: name, reachable }, 'cache reachability changed');
+    },
+    setDatabaseReachable(reachable) {
+      dbGate.reachable = reachable;
+      logger?.info({ instance: name, reachable }, 'database reachability changed');
+    },
+    stats() {
+      return {
+        cache: { ...cache.stats(), strategy: cache.strategy, reachable: cacheGate.reachable, errors: cacheGate.errors },
+        database: { engine: rawDb.engine, reachable: dbGate.reachable, calls: Object.fromEntries(dbGate.calls) },
+        orders: { placed: counts.placed, outOfStock: counts.outOfStock },
+        events: { published: counts.published, failed: counts.publishFailed },
+      };
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      try {
+        await cache.close();
+      } finally {
+        await rawDb.close();
+      }
+    },
+  };
+}

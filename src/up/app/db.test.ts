@@ -1,0 +1,97 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import pg from 'pg';
+import { isArchlabError, SeededRandom } from '../../core/index.js';
+import { needService, POSTGRES } from '../../../test/support/services.js';
+import { generateCatalogue } from './data.js';
+import { openPostgresCatalogue, openSqliteCatalogue, SEARCH_SQL, type CatalogueDb } from './db.js';
+
+const data = generateCatalogue({ products: 500, users: 20, random: new SeededRandom(3) });
+
+test('SQLite: the search by category uses the index over category (EXPLAIN QUERY PLAN), not a table scan', async (t) => {
+  const db = openSqliteCatalogue({ file: ':memory:' });
+  t.after(() => db.close());
+  await db.seed(data);
+  db.db.exec('ANALYZE');
+  const plan = db.db.prepare(`EXPLAIN QUERY PLAN ${SEARCH_SQL}`).all('books', 20) as { detail: string }[];
+  const text = plan.map((r) => r.detail).join('\n');
+  assert.match(text, /SEARCH products USING (COVERING )?INDEX products_category \(category=\?\)/, text);
+  assert.doesNotMatch(text, /SCAN products/, text);
+  assert.doesNotMatch(text, /TEMP B-TREE/, 'the index gives id order: no sort step\n' + text);
+  // Without the index the same query scans: the assertion above can fail.
+  db.db.exec('DROP INDEX products_category');
+  const without = (db.db.prepare(`EXPLAIN QUERY PLAN ${SEARCH_SQL}`).all('books', 20) as { detail: string }[]).map((r) => r.detail).join('\n');
+  assert.match(without, /SCAN products/, without);
+});
+
+/** The behaviour both engines share. */
+async function conformance(db: CatalogueDb): Promise<void> {
+  assert.deepEqual(await db.seed(data), { products: 500, users: 20 });
+  assert.deepEqual(await db.seed(data), { products: 0, users: 0 }, 'seeding again inserts nothing');
+  assert.deepEqual(await db.getProduct(1), data.products[0]);
+  assert.equal(await db.getProduct(501), undefined);
+  assert.deepEqual(await db.getUser(2), data.users[1]);
+
+  const books = data.products.filter((p) => p.category === 'books');
+  assert.deepEqual(await db.searchProducts('books', 5), books.slice(0, 5));
+  assert.deepEqual(await db.searchProducts('no-such', 5), []);
+  await assert.rejects(db.searchProducts('books', 101), (err: unknown) => isArchlabError(err, 'ARCHLAB_INVALID_ARGUMENT'));
+
+  const p = data.products.find((x) => x.stock >= 3)!;
+  const r = await db.placeOrder({ userId: 1, productId: p.id, qty: 2, createdMs: 1_700_000_000_000 });
+  assert.ok(r.ok);
+  assert.equal(r.product.stock, p.stock - 2);
+  assert.deepEqual(await db.getOrder(r.order.id), { id: r.order.id, userId: 1, productId: p.id, qty: 2, createdMs: 1_700_000_000_000 });
+  assert.deepEqual(await db.placeOrder({ userId: 1, productId: p.id, qty: p.stock, createdMs: 1 }), { ok: false, reason: 'out-of-stock', stock: p.stock - 2 });
+  assert.equal((await db.getProduct(p.id))!.stock, p.stock - 2, 'a refused order takes nothing');
+  assert.deepEqual(await db.placeOrder({ userId: 999, productId: p.id, qty: 1, createdMs: 1 }), { ok: false, reason: 'no-user' });
+  assert.deepEqual(await db.placeOrder({ userId: 1, productId: 9999, qty: 1, createdMs: 1 }), { ok: false, reason: 'no-product' });
+
+  // Concurrent orders for the last units: exactly the stock is sold.
+  const q = data.products.find((x) => x.stock >= 5 && x.id !== p.id)!;
+  const results = await Promise.all(Array.from({ length: q.stock + 5 }, (_, i) => db.placeOrder({ userId: 1 + (i % 20), productId: q.id, qty: 1, createdMs: i })));
+  assert.equal(results.filter((x) => x.ok).length, q.stock);
+  assert.equal((await db.getProduct(q.id))!.stock, 0);
+
+  await db.updateProducts([{ id: p.id, patch: { priceCents: 1234, name: 'Renamed' } }, { id: 9999, patch: { name: 'nobody' } }]);
+  const after = (await db.getProduct(p.id))!;
+  assert.equal(after.priceCents, 1234);
+  assert.equal(after.name, 'Renamed');
+  assert.equal(after.stock, p.stock - 2, 'a catalogue update never touches stock');
+}
+
+test('SQLite: seed, read, search, orders in a transaction, updates', async (t) => {
+  const db = openSqliteCatalogue({ file: ':memory:' });
+  t.after(() => db.close());
+  await conformance(db);
+});
+
+const pgSkip = await needService(POSTGRES);
+const PG_URL = process.env.ARCHLAB_TEST_POSTGRES ?? 'postgres://postgres@127.0.0.1:5432/test';
+
+test('PostgreSQL: the same behaviour, in a schema of its own', { skip: pgSkip }, async (t) => {
+  const schema = `archlab_up_test_${process.pid}`;
+  const admin = new pg.Client({ connectionString: PG_URL });
+  await admin.connect();
+  await admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE; CREATE SCHEMA ${schema}`);
+  const url = `${PG_URL}${PG_URL.includes('?') ? '&' : '?'}options=${encodeURIComponent(`-c search_path=${schema}`)}`;
+  const db = openPostgresCatalogue({ url });
+  t.after(async () => {
+    await db.close();
+    await admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+    await admin.end();
+  });
+  await db.init();
+  await db.init();
+  await conformance(db);
+});
+
+test('a database that cannot be opened fails with ARCHLAB_APP_DATABASE_UNAVAILABLE', async () => {
+  assert.throws(() => openSqliteCatalogue({ file: '/nonexistent-dir/x/catalogue.db' }), (err: unknown) => isArchlabError(err, 'ARCHLAB_APP_DATABASE_UNAVAILABLE'));
+  const db = openPostgresCatalogue({ url: 'postgres://postgres@127.0.0.1:1/test', connectionTimeoutMs: 500 });
+  try {
+    await assert.rejects(db.init(), (err: unknown) => isArchlabError(err, 'ARCHLAB_APP_DATABASE_UNAVAILABLE') && /ECONNREFUSED|connect/.test((err as Error).message));
+  } finally {
+    await db.close();
+  }
+});

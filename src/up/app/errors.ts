@@ -1,0 +1,60 @@
+/**
+ * The demo application's typed errors. Every error answered over HTTP carries a stable code and
+ * the status it maps to; a database that cannot be reached (cut off from the dashboard, or a
+ * PostgreSQL that is down) is ARCHLAB_APP_DATABASE_UNAVAILABLE, answered 503.
+ */
+import { ArchlabError, type ArchlabErrorOptions } from '../../core/index.js';
+
+export type AppErrorCode =
+  | 'ARCHLAB_APP_BAD_REQUEST'
+  | 'ARCHLAB_APP_NOT_FOUND'
+  | 'ARCHLAB_APP_METHOD_NOT_ALLOWED'
+  | 'ARCHLAB_APP_UNSUPPORTED_MEDIA_TYPE'
+  | 'ARCHLAB_APP_BODY_TOO_LARGE'
+  | 'ARCHLAB_APP_UNKNOWN_REFERENCE'
+  | 'ARCHLAB_APP_OUT_OF_STOCK'
+  | 'ARCHLAB_APP_DATABASE_UNAVAILABLE'
+  | 'ARCHLAB_APP_CACHE_UNAVAILABLE'
+  | 'ARCHLAB_APP_CLOSED'
+  | 'ARCHLAB_APP_INTERNAL';
+
+const STATUS: Record<AppErrorCode, number> = {
+  ARCHLAB_APP_BAD_REQUEST: 400,
+  ARCHLAB_APP_NOT_FOUND: 404,
+  ARCHLAB_APP_METHOD_NOT_ALLOWED: 405,
+  ARCHLAB_APP_UNSUPPORTED_MEDIA_TYPE: 415,
+  ARCHLAB_APP_BODY_TOO_LARGE: 413,
+  ARCHLAB_APP_UNKNOWN_REFERENCE: 422,
+  ARCHLAB_APP_OUT_OF_STOCK: 409,
+  ARCHLAB_APP_DATABASE_UNAVAILABLE: 503,
+  ARCHLAB_APP_CACHE_UNAVAILABLE: 503,
+  ARCHLAB_APP_CLOSED: 503,
+  ARCHLAB_APP_INTERNAL: 500,
+};
+
+const RETRYABLE = new Set<AppErrorCode>(['ARCHLAB_APP_DATABASE_UNAVAILABLE', 'ARCHLAB_APP_CACHE_UNAVAILABLE', 'ARCHLAB_APP_CLOSED']);
+
+export class AppError extends ArchlabError {
+  override readonly code: AppErrorCode;
+  /** The HTTP status this error is answered with. */
+  readonly status: number;
+  /** The request field at fault (body or query), when there is one: `qty`, `category`. */
+  readonly field: string | undefined;
+
+  constructor(code: AppErrorCode, message: string, opts: Omit<ArchlabErrorOptions, 'retryable'> & { field?: string } = {}) {
+    super(code, message, { ...opts, retryable: RETRYABLE.has(code) });
+    this.code = code;
+    this.status = STATUS[code];
+    this.field = opts.field;
+  }
+}
+
+/** The first AppError in `err`'s cause chain (the cache block wraps source errors), if any. */
+export function findAppError(err: unknown): AppError | undefined {
+  let e: unknown = err;
+  for (let depth = 0; depth < 8 && e !== undefined && e !== null; depth++) {
+    if (e instanceof AppError) return e;
+    e = (e as { cause?: unknown }).cause;
+  }
+  return undefined;
+}
