@@ -4,7 +4,7 @@ import type { CliContext } from './context.js';
 import { progressBar } from './progress.js';
 import { formatSimulation } from './ring.js';
 
-/** What `npm start` shows until `archlab up` exists: the commands, then one textbook claim measured. */
+/** `archlab demo`: the commands, then one textbook claim measured (what `npm start` ran before `archlab up`). */
 export function demoCommand(ctx: CliContext, help: () => string): Command {
   return new Command('demo')
     .description('show the commands, then measure one claim: hash % N remaps nearly every key, consistent hashing about 1/(N+1)')

@@ -3,21 +3,11 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import type { CliContext } from './context.js';
-import { run } from './program.js';
+import { runCli } from './test-helpers.js';
 import { KetamaHasher } from '../hashing/index.js';
 
-async function cli(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const ctx = (): CliContext => ({
-    out: (t) => (out += t),
-    err: (t) => (err += t),
-    logger: () => assert.fail('these commands do not log'),
-    interactive: false,
-  });
-  const code = await run(argv, ctx);
-  return { code, out, err };
+function cli(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
+  return runCli(argv, 'these commands do not log');
 }
 
 test('--help, --version and ring --help answer with code 0', async () => {

@@ -9,6 +9,7 @@ import { cdnCommand } from './cdn.js';
 import { queueCommand } from './queue.js';
 import { proxyCommand } from './proxy.js';
 import { ringCommand } from './ring.js';
+import { upCommand } from './up.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -30,6 +31,7 @@ export function createProgram(ctxFor: (logLevel: () => string) => CliContext = d
   program.addCommand(cacheCommand(ctx, () => (program.opts().logLevel as string | undefined) ?? 'info'));
   program.addCommand(queueCommand(ctx, () => (program.opts().logLevel as string | undefined) ?? 'info'));
   program.addCommand(cdnCommand(ctx, () => (program.opts().logLevel as string | undefined) ?? 'info'));
+  program.addCommand(upCommand(ctx, () => (program.opts().logLevel as string | undefined) ?? 'info'));
   program.addCommand(demoCommand(ctx, () => program.helpInformation()));
   // Every subcommand reports errors through the same path and never calls process.exit itself.
   for (const cmd of program.commands) {

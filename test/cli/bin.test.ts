@@ -26,7 +26,7 @@ test('a usage error exits 2 with the reason on stderr and nothing on stdout', ()
   assert.match(r.err, /--nodes must be a whole number/);
 });
 
-test('demo (what npm start runs) prints the commands and the measured table', () => {
+test('demo prints the commands and the measured table', () => {
   const r = archlab(['demo', '--keys', '20000']);
   assert.equal(r.code, 0, r.err);
   assert.match(r.out, /Usage: archlab/);

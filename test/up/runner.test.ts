@@ -1,0 +1,243 @@
+/**
+ * startUp() on loopback with the small topology (1 region, 2 app instances, memory cache, SQLite in
+ * a temp dir, embedded queue): traffic through the CDN and the balancer, the worker, kill and
+ * restart, purge, a failed start, and close() releasing every port and leaving nothing behind.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import * as net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it, test } from 'node:test';
+import { isArchlabError } from '../../src/core/index.js';
+import { startUp, type UpHandle } from '../../src/up/runner.js';
+import { freePorts, probe, smallTopology, tempDir, waitFor } from './helpers.js';
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- JSON bodies of several shapes, checked field by field
+async function call(url: string, init: RequestInit & { json?: unknown } = {}): Promise<{ status: number; body: any; headers: Headers }> {
+  const { json, ...rest } = init;
+  const res = await fetch(url, json === undefined ? rest : { ...rest, method: rest.method ?? 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(json) });
+  const text = await res.text();
+  return { status: res.status, body: (res.headers.get('content-type') ?? '').startsWith('application/json') ? JSON.parse(text) : text, headers: res.headers };
+}
+
+describe('startUp with the small topology', () => {
+  let dir: string;
+  let up: UpHandle;
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'archlab-up-runner-'));
+    up = await startUp(smallTopology(dir), { healthIntervalMs: 100, drainTimeoutMs: 500 });
+  });
+  after(async () => {
+    await up?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('lists every component with a port that accepts connections', async () => {
+    const names = up.components.map((c) => c.name);
+    assert.deepEqual(names, ['database', 'cache', 'queue', 'worker', 'app-1', 'app-2', 'proxy', 'balancer', 'balancer-admin', 'cdn shield', 'cdn eu-1', 'cdn', 'cdn-admin']);
+    assert.equal(up.components.find((c) => c.name === 'database')!.url, join(dir, 'catalogue.db'));
+    assert.equal(up.components.find((c) => c.name === 'worker')!.state, 'running');
+    const withPorts = up.components.filter((c) => c.port !== undefined);
+    assert.equal(withPorts.length, 9);
+    assert.equal(new Set(withPorts.map((c) => c.port)).size, withPorts.length, 'every component has its own port');
+    for (const c of withPorts) {
+      assert.equal(c.url, `http://127.0.0.1:${c.port}`);
+      assert.equal(await probe(c.port!), 'accepts', c.name);
+    }
+  });
+
+  it('a GET through the CDN edge reaches an app instance and returns the product', async () => {
+    const before = (await up.summary()).cdn.requests;
+    const r = await call(`${up.url}/api/products/7`);
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    assert.equal(r.body.id, 7);
+    assert.equal(typeof r.body.name, 'string');
+    assert.equal(r.headers.get('x-served-by'), 'eu-1', 'answered by the edge');
+    assert.match(r.headers.get('x-app-instance') ?? '', /^app-[12]$/);
+    assert.match(r.headers.get('via') ?? '', /eu-1/);
+    assert.equal((await up.summary()).cdn.requests, before + 1);
+  });
+
+  it('a POST order through the balancer creates the order and the worker receives its event', async () => {
+    const r = await call(`${up.balancer.url}/api/orders`, { json: { userId: 2, productId: 3, qty: 1 } });
+    assert.equal(r.status === 201 || r.status === 409, true, JSON.stringify(r.body));
+    // Product 3 may be sold out in the seed: find one that is not.
+    let order = r.status === 201 ? r.body.order : undefined;
+    for (let id = 4; order === undefined && id < 60; id++) {
+      const o = await call(`${up.balancer.url}/api/orders`, { json: { userId: 2, productId: id, qty: 1 } });
+      if (o.status === 201) order = o.body.order;
+    }
+    assert.ok(order !== undefined, 'an order was placed');
+    const read = await call(`${up.balancer.url}/api/orders/${order.id}`);
+    assert.equal(read.status, 200);
+    assert.equal(read.body.id, order.id);
+    await waitFor('the worker to consume the order event', async () => (await up.summary()).queue.consumed >= 1, 10_000);
+    const s = await up.summary();
+    assert.equal(s.queue.published, s.app.eventsPublished);
+    assert.ok(s.app.ordersPlaced >= 1);
+    await waitFor('the queue to be empty', async () => (await up.summary()).queue.depth === 0, 10_000);
+  });
+
+  it('stopWorker lets the backlog build; startWorker drains it', async () => {
+    await up.controls.stopWorker();
+    assert.equal(up.components.find((c) => c.name === 'worker')!.state, 'stopped');
+    const consumed = (await up.summary()).queue.consumed;
+    let placed = 0;
+    for (let id = 10; placed < 3 && id < 60; id++) {
+      const o = await call(`${up.balancer.url}/api/orders`, { json: { userId: 1, productId: id, qty: 1 } });
+      if (o.status === 201) placed++;
+    }
+    assert.equal(placed, 3);
+    const stopped = await up.summary();
+    assert.equal(stopped.queue.depth, 3, 'three events wait in the queue');
+    assert.equal(stopped.queue.consumed, consumed);
+    await up.controls.startWorker();
+    await waitFor('the backlog to drain', async () => (await up.summary()).queue.depth === 0, 10_000);
+    assert.equal((await up.summary()).queue.consumed, consumed + 3);
+  });
+
+  it('purgeCdn(): the next GET of a cached object is a miss at the edge', async () => {
+    const url = `${up.url}/static/products/5.svg`;
+    assert.equal((await call(url)).status, 200);
+    const cached = await call(url);
+    assert.match(cached.headers.get('x-cache') ?? '', /HIT$/);
+    const s0 = (await up.summary()).cdn;
+    const { purged } = await up.controls.purgeCdn();
+    assert.ok(purged >= 1);
+    const after = await call(url);
+    assert.equal(after.status, 200);
+    assert.match(after.headers.get('x-cache') ?? '', /MISS$/, 'the edge missed');
+    const s1 = (await up.summary()).cdn;
+    assert.equal(s1.edgeMisses, s0.edgeMisses + 1);
+    assert.equal(s1.edgeHits, s0.edgeHits);
+  });
+
+  it('killApp(0): the balancer marks it down and GETs through the balancer keep answering 200; restartApp(0) brings it back', async () => {
+    const pools = async (): Promise<Array<{ id: string; state: string }>> => {
+      const r = await call(`${up.balancer.adminUrl}/pools`, { headers: { authorization: `Bearer ${up.balancer.adminToken}` } });
+      assert.equal(r.status, 200);
+      return r.body.pools[0].backends;
+    };
+    assert.deepEqual((await pools()).map((b) => b.state), ['up', 'up']);
+    const port = up.components.find((c) => c.name === 'app-1')!.port!;
+    await up.controls.killApp(0);
+    assert.equal(await probe(port), 'refused');
+    assert.equal(up.components.find((c) => c.name === 'app-1')!.state, 'stopped');
+    const statuses: number[] = [];
+    for (let i = 0; i < 20; i++) statuses.push((await call(`${up.balancer.url}/api/products/${1 + (i % 10)}`)).status);
+    await waitFor('app-1 marked down', async () => (await pools()).find((b) => b.id === 'app-1')!.state === 'down', 5000);
+    for (let i = 0; i < 10; i++) {
+      const r = await call(`${up.balancer.url}/api/products/${1 + i}`);
+      statuses.push(r.status);
+      assert.equal(r.headers.get('x-app-instance'), 'app-2');
+    }
+    assert.deepEqual(statuses, statuses.map(() => 200));
+    assert.equal((await up.summary()).app.instancesUp, 1);
+
+    await up.controls.restartApp(0);
+    assert.equal(up.components.find((c) => c.name === 'app-1')!.port, port, 'same port');
+    await waitFor('app-1 back up', async () => (await pools()).find((b) => b.id === 'app-1')!.state === 'up', 5000);
+  });
+
+  it('controls: algorithm, cache strategy, cutting the cache and the database', async () => {
+    up.controls.setAlgorithm('least-connections');
+    assert.equal((await up.summary()).balancer.algorithm, 'least-connections');
+    assert.match(up.components.find((c) => c.name === 'balancer')!.engine, /least-connections/);
+    assert.throws(() => up.controls.setAlgorithm('nope' as 'round-robin'), /unknown algorithm "nope"/);
+    await up.controls.setCacheStrategy('read-through');
+    assert.equal(up.components.find((c) => c.name === 'cache')!.engine, 'memory read-through');
+    up.controls.cutCache(true);
+    const errors0 = (await up.summary()).app.cacheErrors;
+    assert.equal((await call(`${up.balancer.url}/api/products/20`)).status, 200, 'served from the database');
+    assert.ok((await up.summary()).app.cacheErrors > errors0);
+    up.controls.cutCache(false);
+    up.controls.cutDatabase(true);
+    // The instances answer 503 with their typed error; the balancer retries the GET on the other
+    // instance, which is cut off too, and answers 503 itself.
+    for (const app of up.components.filter((c) => c.kind === 'app')) {
+      const direct = await call(`${app.url}/api/orders/1`);
+      assert.equal(direct.status, 503, JSON.stringify(direct.body));
+      assert.equal(direct.body.error.code, 'ARCHLAB_APP_DATABASE_UNAVAILABLE');
+    }
+    assert.equal((await call(`${up.balancer.url}/api/orders/1`)).status, 503);
+    up.controls.cutDatabase(false);
+    assert.equal((await call(`${up.balancer.url}/api/orders/1`)).status, 200);
+  });
+
+  it('close() stops everything: every port in the table refuses connections', async () => {
+    const ports = up.components.flatMap((c) => (c.port === undefined ? [] : [c.port]));
+    await up.close();
+    for (const p of ports) assert.equal(await probe(p), 'refused', `port ${p}`);
+    await up.close(); // idempotent
+  });
+});
+
+test('a component that cannot start stops what started before it, and the error names it', async (t) => {
+  const dir = tempDir(t);
+  // Hold a port, then ask the balancer for it; fixed ports for the app instances and the proxy, to
+  // check they are released.
+  const holder = net.createServer();
+  await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve));
+  t.after(() => new Promise<void>((resolve) => holder.close(() => resolve())));
+  const taken = (holder.address() as net.AddressInfo).port;
+  const [p1, p2, p3] = await freePorts(3);
+  const topology = smallTopology(dir, { app: { instances: 2, ports: [p1!, p2!], data: { products: 20, users: 2 } }, proxy: { port: p3! }, balancer: { port: taken } });
+  await assert.rejects(startUp(topology, { drainTimeoutMs: 200 }), (err: unknown) => {
+    assert.ok(isArchlabError(err, 'ARCHLAB_UP_START_FAILED'), String(err));
+    assert.match((err as Error).message, /^balancer could not start: cannot listen on 127\.0\.0\.1:\d+: address already in use/);
+    assert.deepEqual((err as { details?: unknown }).details, { component: 'balancer' });
+    return true;
+  });
+  for (const p of [p1!, p2!, p3!]) assert.equal(await probe(p), 'refused', `port ${p} released`);
+  assert.equal(existsSync(join(dir, 'queue', 'log', '__meta', 'lock')), false, 'the embedded queue was closed (its lock released)');
+  assert.equal(await probe(taken), 'accepts', 'the holder still has its port');
+});
+
+test('after close() nothing keeps the process alive (a child process exits by itself)', async (t) => {
+  const dir = tempDir(t);
+  const script = join(import.meta.dirname, 'fixtures', 'start-close.ts');
+  const child = spawn(process.execPath, ['--import', 'tsx', script, dir], { stdio: ['ignore', 'pipe', 'pipe'] });
+  t.after(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  });
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  const code = await new Promise<number | null>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new assert.AssertionError({ message: `the child did not exit within 30 s after close(); stdout: ${out} stderr: ${err}` })), 30_000);
+    child.once('exit', (c) => {
+      clearTimeout(timer);
+      resolve(c);
+    });
+  });
+  assert.equal(code, 0, err);
+  const lines = out.trim().split('\n');
+  assert.equal(lines.at(-1), 'closed');
+  const ports = JSON.parse(lines[0]!) as number[];
+  assert.equal(ports.length, 9);
+  for (const p of ports) assert.equal(await probe(p), 'refused', `port ${p}`);
+});
+
+test('queue engine archlab: up starts the queue server on its own port, and the worker consumes through it', async (t) => {
+  const dir = tempDir(t);
+  const up = await startUp(smallTopology(dir, { app: { instances: 1, data: { products: 30, users: 3 } }, queue: { engine: 'archlab', worker: { work: '0ms' } }, proxy: { enabled: false } }), {
+    drainTimeoutMs: 300,
+  });
+  t.after(() => up.close());
+  const queue = up.components.find((c) => c.name === 'queue')!;
+  assert.equal(queue.engine, 'archlab');
+  assert.equal(queue.state, 'running');
+  assert.equal(queue.url, `tcp://127.0.0.1:${queue.port}`);
+  assert.equal(await probe(queue.port!), 'accepts');
+  assert.equal(up.components.some((c) => c.kind === 'proxy'), false, 'proxy disabled');
+  let placed = 0;
+  for (let id = 1; placed < 2 && id <= 30; id++) if ((await fetch(`${up.balancer.url}/api/orders`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ userId: 1, productId: id, qty: 1 }) })).status === 201) placed++;
+  assert.equal(placed, 2);
+  await waitFor('2 events consumed', async () => (await up.summary()).queue.consumed === 2);
+  assert.equal((await up.summary()).queue.depth, 0);
+  await up.close();
+  assert.equal(await probe(queue.port!), 'refused');
+});
