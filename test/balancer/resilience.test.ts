@@ -57,6 +57,53 @@ test('retry budget: with budgetRatio 0 and minPerSecond 0, a GET that meets a de
   assert.equal((await request(lb.url)).status, 200);
 });
 
+test('out of retries, the last backend\'s 503 is passed on as it was (status, headers, body), as nginx and HAProxy do', async (t) => {
+  const answer = JSON.stringify({ error: { code: 'DB_UNAVAILABLE', message: 'database cut off' } });
+  const sick = (name: string) =>
+    backend(t, name, (req, res) => {
+      req.resume();
+      res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '7', 'x-from': name }).end(answer);
+      return true;
+    });
+  const [a, b] = await Promise.all([sick('a'), sick('b')]);
+  const lb = await balancer(t, {
+    pools: [{ name: 'app', algorithm: 'round-robin', backends: [{ id: 'a', address: a.address }, { id: 'b', address: b.address }], retries: { attempts: 1 } }],
+  });
+  const r = await request(lb.url, { path: '/api/products/1' });
+  assert.equal(r.status, 503);
+  assert.equal(r.body, answer, 'the backend\'s own body, not the balancer\'s');
+  assert.equal(r.headers['content-type'], 'application/json');
+  assert.equal(r.headers['retry-after'], '7');
+  assert.equal(r.headers['x-archlab-error'], undefined, 'not an answer of the balancer\'s own');
+  assert.equal(a.seen.length + b.seen.length, 2, 'one retry, on the other backend');
+  assert.equal(a.seen.length, 1);
+  assert.equal(r.headers['x-from'], 'b', 'the answer of the last backend tried (round robin asked a first)');
+
+  // With no retry budget at all the first answer is the last: passed on too.
+  const lb0 = await balancer(t, {
+    pools: [{ name: 'app', algorithm: 'round-robin', backends: [{ id: 'a', address: a.address }, { id: 'b', address: b.address }], retries: { attempts: 2, budgetRatio: 0, minPerSecond: 0 } }],
+  });
+  const r0 = await request(lb0.url, { path: '/api/products/2' });
+  assert.equal(r0.status, 503);
+  assert.equal(r0.body, answer);
+});
+
+test('a held-back 503 body over 64 KiB is not kept: the balancer answers with its own 503', async (t) => {
+  const big = 'x'.repeat(70 * 1024);
+  const huge = await backend(t, 'huge', (req, res) => {
+    req.resume();
+    res.writeHead(503, { 'content-type': 'text/plain' }).end(big);
+    return true;
+  });
+  const lb = await balancer(t, {
+    pools: [{ name: 'app', algorithm: 'round-robin', backends: [{ id: 'huge', address: huge.address }], retries: { attempts: 2, budgetRatio: 0, minPerSecond: 0 } }],
+  });
+  const r = await request(lb.url, { path: '/big' });
+  assert.equal(r.status, 503);
+  assert.notEqual(r.body, big);
+  assert.equal(r.headers['x-archlab-error'], 'ARCHLAB_UPSTREAM_STATUS');
+});
+
 test('a 503 from a backend is retried on another backend for a GET, not for a POST', async (t) => {
   const busy = await backend(t, 'busy', (req, res) => {
     req.resume();

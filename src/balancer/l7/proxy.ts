@@ -52,7 +52,7 @@ interface Res {
   writeHead(status: number, headers: http.OutgoingHttpHeaders): unknown;
   write(chunk: Buffer): boolean;
   end(): unknown;
-  end(chunk: string): unknown;
+  end(chunk: string | Buffer): unknown;
   cork(): void;
   uncork(): void;
   destroy(): void;
@@ -62,9 +62,22 @@ interface Res {
 
 type Outcome =
   | { kind: 'done'; status: number; bytesOut: number; connectMs: number; upstreamMs: number }
-  | { kind: 'retry'; reason: string; status?: number; code?: string; connectMs: number }
+  | { kind: 'retry'; reason: string; status?: number; code?: string; connectMs: number; replay?: Replay }
   | { kind: 'failed'; status: number; reason: string; connectMs: number }
   | { kind: 'aborted'; status: number; reason: string; connectMs: number };
+
+/**
+ * A 502/503 answer held back while a retry is decided: passed on as it was when no retry follows
+ * (out of attempts or of retry budget), as nginx and HAProxy pass the last backend's answer on.
+ */
+interface Replay {
+  status: number;
+  headers: http.OutgoingHttpHeaders;
+  body: Buffer;
+}
+
+/** The largest held-back 502/503 body; a longer one is dropped and the balancer answers with its own. */
+export const MAX_REPLAY_BYTES = 64 * 1024;
 
 /** Everything a request needs that lives longer than the request. */
 export interface ProxyDeps {
@@ -531,13 +544,27 @@ class ProxyRequest {
     this.complete();
   }
 
+  /** Writes a held-back answer; false (nothing written) when its headers cannot be forwarded. */
+  private passOn(r: Replay): boolean {
+    try {
+      this.res.writeHead(r.status, r.headers);
+    } catch (err) {
+      this.proxy.deps.logger.warn({ err, backend: this.backend?.id }, 'backend sent headers that cannot be forwarded');
+      return false;
+    }
+    this.res.end(r.body);
+    return true;
+  }
+
   private complete(): void {
     let last = this.last;
     const backend = this.backend;
     if (last?.kind === 'retry') {
-      // Out of attempts or budget: say what the last backend said.
+      // Out of attempts or budget: pass on what the last backend said, or say it when it sent no answer.
       const status = last.status ?? 502;
-      this.proxy.reply(this.res, status, `upstream ${backend?.id}: ${last.reason}`, last.code ?? (status === 502 ? 'ARCHLAB_UPSTREAM_CONNECT' : 'ARCHLAB_UPSTREAM_STATUS'));
+      if (last.replay !== undefined && !this.res.headersSent && this.passOn(last.replay)) {
+        // passed on as the backend sent it
+      } else this.proxy.reply(this.res, status, `upstream ${backend?.id}: ${last.reason}`, last.code ?? (status === 502 ? 'ARCHLAB_UPSTREAM_CONNECT' : 'ARCHLAB_UPSTREAM_STATUS'));
       last = { kind: 'failed', status, reason: last.reason, connectMs: last.connectMs };
     }
     const status = last?.kind === 'done' ? last.status : (last?.status ?? 502);
@@ -559,6 +586,9 @@ export class Exchange implements Dispatcher.DispatchHandler {
   private startedAt = 0;
   private responded = false;
   private discard = false;
+  /** A 502/503 answer held while a retry is decided (at most MAX_REPLAY_BYTES of body). */
+  private held: { status: number; headers: http.OutgoingHttpHeaders; body: Buffer[] } | undefined;
+  private heldBytes = 0;
   private status = 0;
   private bytesOut = 0;
   private tooLarge = false;
@@ -696,11 +726,14 @@ export class Exchange implements Dispatcher.DispatchHandler {
       b.failures++;
       rt.outliers?.recordFailure(b, 'status-5xx');
     } else rt.outliers?.recordSuccess(b);
+    const out = responseHeaders(upHeaders, VIA);
     if (this.canRetry && (statusCode === 502 || statusCode === 503)) {
-      this.discard = true; // read the body to keep the connection, then retry elsewhere
+      // Read the body to keep the connection, then retry elsewhere; hold the answer (bounded) in
+      // case no retry follows.
+      this.discard = true;
+      this.held = { status: statusCode, headers: out, body: [] };
       return;
     }
-    const out = responseHeaders(upHeaders, VIA);
     if (this.setCookie) out['set-cookie'] = appendHeader(out['set-cookie'], this.setCookie);
     try {
       res.writeHead(statusCode, out);
@@ -717,7 +750,16 @@ export class Exchange implements Dispatcher.DispatchHandler {
 
   onResponseData(c: Dispatcher.DispatchController, chunk: Buffer): void {
     if (this.deadline !== 0) this.deadline = performance.now() + this.idleMs;
-    if (this.discard || this.done) return;
+    if (this.discard) {
+      const held = this.held;
+      if (held !== undefined) {
+        this.heldBytes += chunk.length;
+        if (this.heldBytes > MAX_REPLAY_BYTES) this.held = undefined;
+        else held.body.push(Buffer.from(chunk));
+      }
+      return;
+    }
+    if (this.done) return;
     this.bytesOut += chunk.length;
     if (!(this.res as http.ServerResponse).write(chunk)) {
       c.pause();
@@ -732,7 +774,11 @@ export class Exchange implements Dispatcher.DispatchHandler {
 
   onResponseEnd(): void {
     if (this.done) return;
-    if (this.discard) return this.finish({ kind: 'retry', reason: `answered ${this.status}`, status: this.status, connectMs: this.connectMs() });
+    if (this.discard) {
+      const h = this.held;
+      const replay = h === undefined ? undefined : { status: h.status, headers: h.headers, body: Buffer.concat(h.body) };
+      return this.finish({ kind: 'retry', reason: `answered ${this.status}`, status: this.status, connectMs: this.connectMs(), ...(replay ? { replay } : {}) });
+    }
     if (!this.responded) return this.fail('invalid response headers', 'reset');
     this.res.end();
     this.finish({ kind: 'done', status: this.status, bytesOut: this.bytesOut, connectMs: this.connectMs(), upstreamMs: performance.now() - this.t0 });
