@@ -10,15 +10,25 @@ export function formatComponents(components: readonly UpComponent[]): string {
 
 const pct = (ratio: number | null): string => (ratio === null ? '-' : `${Math.round(ratio * 100)}%`);
 
+const ms = (v: number | null): string => (v === null ? '-' : v >= 10 ? `${Math.round(v)}ms` : `${v.toFixed(1)}ms`);
+
+/** The load generator: the offered rate (with a spike in progress), p99 over its window, dropped sends. */
+function formatClients(c: UpSummary['clients']): string {
+  if (c.rate === 0 && c.inFlight === 0) return `clients idle dropped ${c.dropped}`;
+  const spike = c.spike === null ? '' : ` (spike x${c.spike.factor}, ${Math.ceil(c.spike.remainingMs / 1000)}s left)`;
+  return `clients ${Math.round(c.rate)}/s${spike} p99 ${ms(c.p99Ms)} dropped ${c.dropped}`;
+}
+
 /**
  * One line, counters since start and the rates over the interval since `previous`:
- * `cdn 120 req (+6/s) hit 80% | lb 40 req 0 err 2/2 up | cache hit 93% | orders 5 | queue depth 0 (consumed 5)`
+ * `clients 50/s p99 12ms dropped 0 | cdn 120 req (6/s) edge hit 80% | lb 40 req 2/2 up | errors 0 | cache hit 93% | orders 5 | queue depth 0 (consumed 5)`
  */
 export function formatSummary(s: UpSummary, previous?: { summary: UpSummary; elapsedMs: number }): string {
   const rate =
     previous === undefined || previous.elapsedMs <= 0 ? '' : ` (${Math.round(((s.cdn.requests - previous.summary.cdn.requests) * 1000) / previous.elapsedMs)}/s)`;
   const errors = s.cdn.errors + s.balancer.failures;
   return [
+    formatClients(s.clients),
     `cdn ${s.cdn.requests} req${rate} edge hit ${pct(s.cdn.edgeHitRatio)}`,
     `lb ${s.balancer.requests} req ${s.balancer.backendsUp}/${s.balancer.backends} up`,
     `errors ${errors}`,

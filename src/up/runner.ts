@@ -11,13 +11,15 @@
  *   balancer   the L7 balancer: pool `app` = the instances, routes /api/* and /static/* to it,
  *              active health checks on /healthz, admin API with a generated token
  *   cdn        edges per region (+ shield), origin = the balancer, admin API with a generated token
+ *   clients    the load generator (src/up/loadgen.ts): reads, searches and static through the CDN's
+ *              front door, writes (orders) to the balancer, at topology.clients.rate (0 = idle),
+ *              seeded from the topology's seed; stopped first on close
  *
  * and gives back the table of what runs where, the controls the dashboard will call, a summary of
  * the components' own counters, and close(), which stops everything in reverse order. If a start
  * fails, what already started is stopped and the error (ARCHLAB_UP_START_FAILED) names the component.
  *
- * Not here yet (later steps of issue 8): the load generator (`clients` in the topology) and so the
- * traffic spike control, and the dashboard. The app makes no outbound call yet, so the proxy runs
+ * Not here yet (a later step of issue 8): the dashboard. The app makes no outbound call yet, so the proxy runs
  * but nothing is wired to it (see startProxyComponent).
  */
 import { randomBytes } from 'node:crypto';
@@ -39,7 +41,8 @@ import {
   type QueueDriver,
   type QueueServerHandle,
 } from '../queue/index.js';
-import { createDemoApp, generateCatalogue, openPostgresCatalogue, openSqliteCatalogue, type CatalogueDb, type DatabaseSpec, type DemoApp, type OrderPlacedEvent } from './app/index.js';
+import { CATEGORIES, createDemoApp, generateCatalogue, openPostgresCatalogue, openSqliteCatalogue, type CatalogueDb, type DatabaseSpec, type DemoApp, type OrderPlacedEvent } from './app/index.js';
+import { startLoadGenerator, type LoadGenerator } from './loadgen.js';
 import type { Topology } from './topology.js';
 import { OrderWorker } from './worker.js';
 
@@ -82,6 +85,24 @@ export interface UpSummary {
    * engines, and published - consumed on RabbitMQ and NATS (whose drivers do not report it).
    */
   queue: { published: number; consumed: number; depth: number; workerRunning: boolean };
+  /**
+   * The load generator: `rate` is the rate asked for now (base x spike), `sentRate` the requests
+   * sent per second over its window, latency percentiles (ms, null with no answer) over that window.
+   */
+  clients: {
+    rate: number;
+    baseRate: number;
+    spike: { factor: number; remainingMs: number } | null;
+    sentRate: number;
+    issued: number;
+    completed: number;
+    errors: number;
+    timeouts: number;
+    dropped: number;
+    inFlight: number;
+    p50Ms: number | null;
+    p99Ms: number | null;
+  };
 }
 
 export interface UpControls {
@@ -101,7 +122,10 @@ export interface UpControls {
   purgeCdn(): Promise<{ purged: number }>;
   stopWorker(): Promise<void>;
   startWorker(): Promise<void>;
-  // spike(factor, seconds) joins with the load generator (not built yet).
+  /** Sets the load generator's base rate, req/s (0..100000; 0 = idle). */
+  setRate(rate: number): void;
+  /** Traffic spike: the rate x `factor` (1..100) for `seconds` (1..600), then back; a second spike replaces the first. */
+  spike(factor: number, seconds: number): void;
 }
 
 export interface UpHandle {
@@ -397,6 +421,28 @@ export async function startUp(topology: Topology, opts: UpOptions = {}): Promise
     return c;
   });
 
+  // ------------------------------------------------------------------ clients (load generator)
+  const clients: LoadGenerator = await step('clients', () => {
+    const c = t.clients;
+    const g = startLoadGenerator({
+      cdnUrl: cdn.url,
+      balancerUrl,
+      rate: c.rate,
+      skew: c.skew,
+      mix: c.mix,
+      maxInFlight: c.maxInFlight,
+      timeoutMs: c.timeoutMs,
+      products: t.app.data.products,
+      users: t.app.data.users,
+      categories: CATEGORIES,
+      regions: t.cdn.regions.map((r) => ({ name: r.name, weight: r.clients })),
+      // Its own stream, not the catalogue's (seeded with t.seed).
+      random: new SeededRandom((t.seed + 1) >>> 0),
+    });
+    started.push({ name: 'clients', close: () => g.stop() });
+    return Promise.resolve(g);
+  });
+
   // ------------------------------------------------------------------ the handle
   const components = (): UpComponent[] => {
     const out: UpComponent[] = [];
@@ -471,6 +517,14 @@ export async function startUp(topology: Topology, opts: UpOptions = {}): Promise
     },
     stopWorker: () => worker.stop(),
     startWorker: () => worker.start(),
+    setRate(rate) {
+      clients.setRate(rate);
+      logger.warn({ rate }, 'up: client rate set');
+    },
+    spike(factor, seconds) {
+      clients.spike(factor, seconds);
+      logger.warn({ factor, seconds }, 'up: traffic spike');
+    },
   };
 
   const summary = async (): Promise<UpSummary> => {
@@ -481,6 +535,7 @@ export async function startUp(topology: Topology, opts: UpOptions = {}): Promise
     const cacheHits = sum((s) => s.cache.hits + s.cache.staleServed);
     const cacheMisses = sum((s) => s.cache.misses);
     const w = worker.stats();
+    const l = clients.stats();
     let depth = Math.max(0, queueCounts.published - w.consumed);
     if (broker !== undefined) {
       const qs = await broker.queueStats(q.topic);
@@ -512,6 +567,20 @@ export async function startUp(topology: Topology, opts: UpOptions = {}): Promise
         eventsFailed: sum((s) => s.events.failed),
       },
       queue: { published: queueCounts.published, consumed: w.consumed, depth, workerRunning: w.running },
+      clients: {
+        rate: l.rate,
+        baseRate: l.baseRate,
+        spike: l.spike,
+        sentRate: l.sentRate,
+        issued: l.issued,
+        completed: l.completed['2xx'] + l.completed['3xx'] + l.completed['4xx'] + l.completed['5xx'],
+        errors: l.errors,
+        timeouts: l.timeouts,
+        dropped: l.dropped,
+        inFlight: l.inFlight,
+        p50Ms: l.latency.p50Ms,
+        p99Ms: l.latency.p99Ms,
+      },
     };
   };
 

@@ -14,9 +14,13 @@ export function tempDir(t: TestContext, prefix = 'archlab-up-'): string {
   return dir;
 }
 
-/** The small topology of the tests: 1 region, 2 app instances, memory cache, SQLite in `dir`, embedded queue. */
+/**
+ * The small topology of the tests: 1 region, 2 app instances, memory cache, SQLite in `dir`, embedded
+ * queue, the load generator idle (tests that count requests exactly turn it on themselves, or not).
+ */
 export const SMALL_TOPOLOGY: TopologyInput = {
   name: 'test',
+  clients: { rate: 0 },
   cdn: { regions: [{ name: 'eu', edges: 1 }] },
   app: { instances: 2, data: { products: 60, users: 5 } },
   cache: { engine: 'memory', strategy: 'cache-aside' },

@@ -1,7 +1,8 @@
 /**
  * startUp() on loopback with the small topology (1 region, 2 app instances, memory cache, SQLite in
  * a temp dir, embedded queue): traffic through the CDN and the balancer, the worker, kill and
- * restart, purge, a failed start, and close() releasing every port and leaving nothing behind.
+ * restart, purge, the load generator and its spike, a failed start, and close() releasing every
+ * port and leaving nothing behind.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -12,7 +13,7 @@ import { join } from 'node:path';
 import { after, before, describe, it, test } from 'node:test';
 import { isArchlabError } from '../../src/core/index.js';
 import { startUp, type UpHandle } from '../../src/up/runner.js';
-import { freePorts, probe, smallTopology, tempDir, waitFor } from './helpers.js';
+import { freePorts, probe, sleep, smallTopology, tempDir, waitFor } from './helpers.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- JSON bodies of several shapes, checked field by field
 async function call(url: string, init: RequestInit & { json?: unknown } = {}): Promise<{ status: number; body: any; headers: Headers }> {
@@ -240,4 +241,56 @@ test('queue engine archlab: up starts the queue server on its own port, and the 
   assert.equal((await up.summary()).queue.depth, 0);
   await up.close();
   assert.equal(await probe(queue.port!), 'refused');
+});
+
+test('the load generator: clients.rate 20 reaches the edges, the balancer and the app; spike(5, 1) raises the rate; close() releases every port', async (t) => {
+  const dir = tempDir(t);
+  const up = await startUp(smallTopology(dir, { clients: { rate: 20, mix: { reads: 50, writes: 25, searches: 10, static: 15 } } }), { healthIntervalMs: 100, drainTimeoutMs: 500 });
+  t.after(() => up.close());
+  await sleep(1500);
+  const s1 = await up.summary();
+  assert.ok(s1.clients.issued >= 15 && s1.clients.issued <= 45, `issued ${s1.clients.issued} in 1.5 s at 20/s`);
+  assert.equal(s1.clients.rate, 20);
+  assert.equal(s1.clients.errors, 0);
+  assert.equal(s1.clients.timeouts, 0);
+  assert.equal(s1.clients.dropped, 0);
+  assert.ok(s1.cdn.requests > 0 && s1.cdn.edgeHits + s1.cdn.edgeMisses > 0, `the edges saw traffic: ${JSON.stringify(s1.cdn)}`);
+  assert.ok(s1.balancer.requests > 0, 'the balancer saw traffic');
+  await waitFor('the app to count orders from the load generator', async () => (await up.summary()).app.ordersPlaced > 0, 10_000);
+  await waitFor('answers with a p99', async () => (await up.summary()).clients.p99Ms !== null, 5000);
+
+  // The rate over one second without and with the spike (5 x 20/s).
+  const i0 = (await up.summary()).clients.issued;
+  await sleep(1000);
+  const i1 = (await up.summary()).clients.issued;
+  up.controls.spike(5, 1);
+  const during = await up.summary();
+  assert.equal(during.clients.rate, 100);
+  assert.equal(during.clients.spike?.factor, 5);
+  await sleep(1000);
+  const i2 = (await up.summary()).clients.issued;
+  const base = i1 - i0;
+  const spiked = i2 - i1;
+  assert.ok(base >= 10 && base <= 30, `base second: ${base}`);
+  assert.ok(spiked >= 50 && spiked > 2 * base, `spike second: ${spiked} (base ${base})`);
+  await waitFor('the spike to end', async () => (await up.summary()).clients.spike === null, 3000);
+  assert.equal((await up.summary()).clients.rate, 20);
+  assert.throws(() => up.controls.spike(0, 1), /spike factor must be 1\.\.100/);
+  assert.throws(() => up.controls.spike(2, 601), /spike duration must be 1\.\.600 s/);
+  assert.throws(() => up.controls.setRate(-1), /rate must be 0\.\.100000/);
+
+  // setRate(0): nothing more is sent (after the next tick, which sends what fell due before the change).
+  up.controls.setRate(0);
+  await sleep(100);
+  await waitFor('requests in flight to settle', async () => (await up.summary()).clients.inFlight === 0, 5000);
+  const idle = (await up.summary()).clients.issued;
+  await sleep(300);
+  assert.equal((await up.summary()).clients.issued, idle);
+  up.controls.setRate(50);
+  await sleep(200);
+  assert.ok((await up.summary()).clients.issued > idle, 'running again');
+
+  const ports = up.components.flatMap((c) => (c.port === undefined ? [] : [c.port]));
+  await up.close();
+  for (const p of ports) assert.equal(await probe(p), 'refused', `port ${p}`);
 });
