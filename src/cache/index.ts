@@ -10,6 +10,7 @@ export { CacheMetrics, emptyStats, type CacheStats, type WriteBackStats, type Me
 export { CircuitBreaker, DEFAULT_BREAKER, type BreakerState } from './breaker.js';
 export { jsonCodec, rawCodec, stringCodec } from './codec.js';
 export { createMemoryStore, MemoryStore, type MemoryStoreOptions } from './stores/memory.js';
+export { InterceptedStore, type StoreOp } from './stores/intercepted.js';
 export { createRedisStore, RedisStore, type RedisStoreOptions } from './stores/redis.js';
 export { createTieredStore, TieredStore, type TieredStoreOptions } from './stores/tiered.js';
 export { createRedisLease, RedisLease, type RedisLeaseOptions } from './lease.js';

@@ -3,7 +3,8 @@
  * build): deferred promises, a tick, and a remote-like store that fails on demand.
  */
 import { CacheError } from './errors.js';
-import type { CacheStore, Entry, FillToken } from './types.js';
+import type { CacheStore } from './types.js';
+import { InterceptedStore, type StoreOp } from './stores/intercepted.js';
 
 export interface Deferred<T = void> {
   promise: Promise<T>;
@@ -31,7 +32,7 @@ export const tick = (): Promise<void> => new Promise((resolve) => setImmediate(r
  * (`failing`: operation names, '*' for all), made to hang, or made to fail decoding. Counts the calls
  * that reach it, in all and per operation.
  */
-export class FlakyStore<V = string> implements CacheStore<V> {
+export class FlakyStore<V = string> extends InterceptedStore<V> {
   readonly kind = 'redis' as const;
   down = false;
   hang = false;
@@ -41,11 +42,13 @@ export class FlakyStore<V = string> implements CacheStore<V> {
   readonly byOp = new Map<string, number>();
   closed = false;
   constructor(
-    readonly inner: CacheStore<V>,
+    inner: CacheStore<V>,
     readonly commandTimeoutMs = 100,
-  ) {}
+  ) {
+    super(inner);
+  }
 
-  private call<T>(op: string, fn: () => Promise<T>): Promise<T> {
+  protected override call<T>(op: StoreOp, fn: () => Promise<T>): Promise<T> {
     this.calls++;
     this.byOp.set(op, (this.byOp.get(op) ?? 0) + 1);
     if (this.hang) return new Promise<T>(() => {});
@@ -54,31 +57,10 @@ export class FlakyStore<V = string> implements CacheStore<V> {
     return fn();
   }
 
-  get(key: string): Promise<Entry<V> | undefined> {
-    return this.call('get', () => this.inner.get(key));
-  }
-  set(key: string, entry: Entry<V>): Promise<void> {
-    return this.call('set', () => this.inner.set(key, entry));
-  }
-  fillToken(key: string): Promise<FillToken> {
-    return this.call('fillToken', () => this.inner.fillToken(key));
-  }
-  fill(key: string, entry: Entry<V>, token: FillToken): Promise<boolean> {
-    return this.call('fill', () => this.inner.fill(key, entry, token));
-  }
-  invalidate(key: string): Promise<void> {
-    return this.call('invalidate', () => this.inner.invalidate(key));
-  }
-  invalidateTag(tag: string): Promise<number> {
-    return this.call('invalidateTag', () => this.inner.invalidateTag(tag));
-  }
-  clear(): Promise<void> {
-    return this.call('clear', () => this.inner.clear());
-  }
-  size(): undefined {
+  override size(): undefined {
     return undefined;
   }
-  async close(): Promise<void> {
+  override async close(): Promise<void> {
     this.closed = true;
     await this.inner.close();
   }

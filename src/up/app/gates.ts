@@ -4,7 +4,7 @@
  * is instant and undone by the same switch, whatever the engine (an in-process memory store or
  * SQLite cannot be cut off at the network, and this also works for Redis and PostgreSQL).
  */
-import { CacheError, type CacheStore, type Entry, type EvictionReason, type FillToken } from '../../cache/index.js';
+import { CacheError, InterceptedStore, type CacheStore, type Entry, type EvictionReason, type StoreOp } from '../../cache/index.js';
 import type { CatalogueDb } from './db.js';
 import { AppError } from './errors.js';
 
@@ -24,16 +24,17 @@ export interface CacheGate {
  * store that cannot be reached does, and peek() finds nothing: the strategies then read from the
  * database, open their breaker and keep invalidations for repair, as they would with a dead Redis.
  */
-export class StoreView<V> implements CacheStore<V> {
+export class StoreView<V> extends InterceptedStore<V> {
   readonly kind: CacheStore<V>['kind'];
   readonly commandTimeoutMs: number | undefined;
   readonly peek?: (key: string) => Entry<V> | undefined;
   onEvict?: (key: string, reason: EvictionReason) => void;
 
   constructor(
-    private readonly inner: CacheStore<V>,
+    inner: CacheStore<V>,
     private readonly gate: CacheGate,
   ) {
+    super(inner);
     this.kind = inner.kind;
     this.commandTimeoutMs = inner.commandTimeoutMs;
     if (typeof inner.peek === 'function') {
@@ -42,7 +43,7 @@ export class StoreView<V> implements CacheStore<V> {
     }
   }
 
-  private call<T>(op: string, fn: () => Promise<T>): Promise<T> {
+  protected override call<T>(op: StoreOp, fn: () => Promise<T>): Promise<T> {
     if (!this.gate.reachable) {
       this.gate.errors++;
       return Promise.reject(new CacheError('ARCHLAB_CACHE_STORE_UNAVAILABLE', `the cache is cut off from this app instance (${op})`));
@@ -53,32 +54,8 @@ export class StoreView<V> implements CacheStore<V> {
     });
   }
 
-  get(key: string): Promise<Entry<V> | undefined> {
-    return this.call('get', () => this.inner.get(key));
-  }
-  set(key: string, entry: Entry<V>): Promise<void> {
-    return this.call('set', () => this.inner.set(key, entry));
-  }
-  fillToken(key: string): Promise<FillToken> {
-    return this.call('fillToken', () => this.inner.fillToken(key));
-  }
-  fill(key: string, entry: Entry<V>, token: FillToken): Promise<boolean> {
-    return this.call('fill', () => this.inner.fill(key, entry, token));
-  }
-  invalidate(key: string): Promise<void> {
-    return this.call('invalidate', () => this.inner.invalidate(key));
-  }
-  invalidateTag(tag: string): Promise<number> {
-    return this.call('invalidateTag', () => this.inner.invalidateTag(tag));
-  }
-  clear(): Promise<void> {
-    return this.call('clear', () => this.inner.clear());
-  }
-  size(): number | undefined {
-    return this.inner.size();
-  }
   /** The app owns the store: a strategy closing its view leaves the store open. */
-  async close(): Promise<void> {}
+  override async close(): Promise<void> {}
 }
 
 /** Whether the database is reachable, and the database calls made (by operation), for stats and tests. */
