@@ -27,7 +27,10 @@ export interface SimpleRequestHead {
   headers: Record<string, string>;
 }
 
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+/** A field name, method or other token (RFC 9110 5.6.2). */
+export const HTTP_TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+/** A character no field value may hold (RFC 9110 5.5: HTAB, SP, visible ASCII and obs-text only), as node:http checks outgoing ones. */
+export const INVALID_FIELD_VALUE_CHAR = /[^\t\x20-\x7e\x80-\xff]/;
 /** Visible ASCII, SP and HTAB only: no CR, LF, NUL or other controls, no obs-text. */
 const VISIBLE_VALUE = /^[\t\x20-\x7e]*$/;
 const ORIGIN_FORM = /^\/[\x21-\x7e]*$/;
@@ -67,7 +70,7 @@ export function parseSimpleRequestHead(buf: Buffer, start: number, end: number, 
     const colon = line.indexOf(':');
     if (colon <= 0) return undefined;
     const name = line.slice(0, colon).toLowerCase();
-    if (!TOKEN.test(name)) return undefined;
+    if (!HTTP_TOKEN.test(name)) return undefined;
     const value = line.slice(colon + 1).trim();
     if (!VISIBLE_VALUE.test(value)) return undefined;
     if (refuse.has(name)) return undefined;

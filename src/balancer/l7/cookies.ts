@@ -4,6 +4,7 @@
  * only when a route or a sticky pool needs a cookie.
  */
 import { InvalidArgumentError } from '../../core/errors.js';
+import { HTTP_TOKEN } from '../../core/http.js';
 
 /** parseCookies keeps at most this many cookies; later ones are ignored. */
 export const MAX_COOKIES = 100;
@@ -18,8 +19,6 @@ export const MAX_COOKIE_HEADER_BYTES = 8 * 1024;
 const CookieJar = function CookieJar() {} as unknown as new () => Record<string, string>;
 CookieJar.prototype = Object.create(null);
 
-/** RFC 9110 token: a cookie name, an HTTP header name. */
-const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 /** RFC 6265 cookie-octet: visible ASCII but DQUOTE, comma, semicolon and backslash. */
 const COOKIE_VALUE = /^[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*$/;
 /** Path attribute: any CHAR but controls and ";". */
@@ -102,7 +101,7 @@ export interface SetCookieOptions {
  * would drop such a cookie silently).
  */
 export function serializeSetCookie(name: string, value: string, opts: SetCookieOptions = {}): string {
-  if (!TOKEN.test(name)) throw new InvalidArgumentError(`invalid cookie name ${JSON.stringify(name)}: expected a token (letters, digits and !#$%&'*+.^_\`|~-)`, { name });
+  if (!HTTP_TOKEN.test(name)) throw new InvalidArgumentError(`invalid cookie name ${JSON.stringify(name)}: expected a token (letters, digits and !#$%&'*+.^_\`|~-)`, { name });
   if (!COOKIE_VALUE.test(value)) {
     throw new InvalidArgumentError(`invalid value for cookie "${name}": no spaces, controls, DQUOTE, comma, semicolon or backslash allowed`, { name, value });
   }
@@ -128,5 +127,5 @@ export function serializeSetCookie(name: string, value: string, opts: SetCookieO
 
 /** True when `name` can be a cookie name (an RFC 9110 token). */
 export function isCookieName(name: string): boolean {
-  return TOKEN.test(name);
+  return HTTP_TOKEN.test(name);
 }

@@ -7,7 +7,7 @@
 import { STATUS_CODES, type IncomingHttpHeaders } from 'node:http';
 import type { Headers, StoredObjectMeta } from '../types.js';
 import { joined, pushFlat } from './headers.js';
-import { httpDate } from '../../core/http.js';
+import { HTTP_TOKEN, httpDate, INVALID_FIELD_VALUE_CHAR } from '../../core/http.js';
 
 export interface Prepared {
   /** The meta fields it was built from; a new head (a 304 revalidation) makes it stale. */
@@ -110,10 +110,6 @@ export function ifRangeMatches(p: Prepared, ifRange: string | undefined): boolea
   return p.lastModified !== undefined && Date.parse(v) === Date.parse(p.lastModified) && Number.isFinite(Date.parse(v));
 }
 
-/** Node's own checks on header names and values (what writeHead would refuse). */
-const TOKEN = /^[\^_`a-zA-Z\-0-9!#$%&'*+.|~]+$/;
-const INVALID_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
-
 const fastHeads = new WeakMap<Prepared, string | null>();
 
 /**
@@ -139,7 +135,7 @@ function buildFastHead(p: Prepared): string | null {
   for (let i = 0; i < p.head.length; i += 2) {
     const name = p.head[i]!;
     const value = p.head[i + 1]!;
-    if (!TOKEN.test(name) || INVALID_VALUE.test(value) || name === 'connection' || name === 'keep-alive' || name === 'transfer-encoding') return null;
+    if (!HTTP_TOKEN.test(name) || INVALID_FIELD_VALUE_CHAR.test(value) || name === 'connection' || name === 'keep-alive' || name === 'transfer-encoding') return null;
     out += name + ': ' + value + '\r\n';
   }
   return out;

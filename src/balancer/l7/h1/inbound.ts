@@ -19,15 +19,12 @@
  */
 import * as http from 'node:http';
 import type * as net from 'node:net';
-import { FRAMING_FIELDS, httpDate, parseSimpleRequestHead } from '../../../core/http.js';
+import { FRAMING_FIELDS, HTTP_TOKEN, httpDate, INVALID_FIELD_VALUE_CHAR, parseSimpleRequestHead } from '../../../core/http.js';
 import { BalancerError } from '../../errors.js';
 
 const CRLFCRLF = Buffer.from('\r\n\r\n');
 const REFUSE: ReadonlySet<string> = new Set(FRAMING_FIELDS);
 const MAX_FIELDS = 100;
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-/** What node:http refuses in an outgoing field value (checkInvalidHeaderChar). */
-const BAD_VALUE_CHAR = /[^\t\x20-\x7e\x80-\xff]/;
 
 export interface FastInboundOptions {
   maxHeaderBytes: number;
@@ -88,7 +85,7 @@ export class FastResponse {
     for (const name in headers) {
       const v = headers[name];
       if (v === undefined) continue;
-      if (!TOKEN.test(name)) throw new TypeError(`invalid header name "${name}"`);
+      if (!HTTP_TOKEN.test(name)) throw new TypeError(`invalid header name "${name}"`);
       const lower = name.toLowerCase();
       if (lower === 'content-length') length = true;
       else if (lower === 'date') date = true;
@@ -98,12 +95,12 @@ export class FastResponse {
       } else if (lower === 'transfer-encoding' || lower === 'keep-alive') continue; // framing is this response's own
       if (Array.isArray(v)) {
         for (const one of v) {
-          if (BAD_VALUE_CHAR.test(one)) throw new TypeError(`invalid value for header "${name}"`);
+          if (INVALID_FIELD_VALUE_CHAR.test(one)) throw new TypeError(`invalid value for header "${name}"`);
           head += `${name}: ${one}\r\n`;
         }
       } else {
         const s = typeof v === 'number' ? String(v) : v;
-        if (BAD_VALUE_CHAR.test(s)) throw new TypeError(`invalid value for header "${name}"`);
+        if (INVALID_FIELD_VALUE_CHAR.test(s)) throw new TypeError(`invalid value for header "${name}"`);
         head += `${name}: ${s}\r\n`;
       }
     }

@@ -11,6 +11,7 @@
  * no upgrade, and bytes after the response (HTTP/1.1 responses come only when asked for).
  */
 import type { IncomingHttpHeaders } from 'node:http';
+import { HTTP_TOKEN, INVALID_FIELD_VALUE_CHAR } from '../../../core/http.js';
 
 /** What the reader found wrong, with a short reason for logs and the 502 body. */
 export class UpstreamProtocolError extends Error {
@@ -27,9 +28,6 @@ export interface ResponseSink {
 
 const CRLF = Buffer.from('\r\n');
 const CRLFCRLF = Buffer.from('\r\n\r\n');
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-/** Field values: HTAB, visible ASCII, SP and obs-text (RFC 9110 §5.5); no CR, LF, NUL or other controls. */
-const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 const STATUS_LINE = /^HTTP\/1\.([01]) ([1-9]\d\d)(?: ([\t\x20-\x7e\x80-\xff]*))?$/;
 const HEX = /^[0-9a-fA-F]{1,12}$/;
 /** Longest chunk-size line (with extensions) and trailer section accepted. */
@@ -189,9 +187,9 @@ export class ResponseReader {
       const colon = line.indexOf(':');
       if (colon <= 0) throw new UpstreamProtocolError(line.length > 0 && (line[0] === ' ' || line[0] === '\t') ? 'obs-fold in response head' : 'malformed header line');
       const name = line.slice(0, colon).toLowerCase();
-      if (!TOKEN.test(name)) throw new UpstreamProtocolError('malformed header name');
+      if (!HTTP_TOKEN.test(name)) throw new UpstreamProtocolError('malformed header name');
       const value = line.slice(colon + 1).trim();
-      if (!FIELD_VALUE.test(value)) throw new UpstreamProtocolError(`control character in header ${name}`);
+      if (INVALID_FIELD_VALUE_CHAR.test(value)) throw new UpstreamProtocolError(`control character in header ${name}`);
       if (name === 'content-length') {
         for (const part of value.split(',')) {
           const v = part.trim();

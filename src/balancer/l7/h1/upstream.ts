@@ -19,6 +19,7 @@
 import * as net from 'node:net';
 import type { IncomingHttpHeaders } from 'node:http';
 import { errors as undiciErrors, type Dispatcher } from 'undici';
+import { HTTP_TOKEN } from '../../../core/http.js';
 import { ResponseReader, UpstreamProtocolError, type ResponseSink } from './response-reader.js';
 
 export interface H1UpstreamOptions {
@@ -39,7 +40,6 @@ export interface H1UpstreamOptions {
 /** A value that would end a header line early or smuggle a second one. */
 const BAD_VALUE = /[\r\n\0]/;
 /** Field names are tokens (RFC 9110 §5.1), as undici checks: a CR or LF in a name would split the head too. */
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 
 export class H1Upstream {
   private readonly idle: Connection[] = [];
@@ -107,7 +107,7 @@ function requestHead(method: string, path: string, headers: Record<string, strin
   let head = `${method} ${path} HTTP/1.1\r\n`;
   if (BAD_VALUE.test(path)) throw new undiciErrors.InvalidArgumentError('invalid request path');
   for (const name in headers) {
-    if (!TOKEN.test(name)) throw new undiciErrors.InvalidArgumentError('invalid header key');
+    if (!HTTP_TOKEN.test(name)) throw new undiciErrors.InvalidArgumentError('invalid header key');
     const v = headers[name]!;
     if (typeof v === 'string') {
       if (BAD_VALUE.test(v)) throw new undiciErrors.InvalidArgumentError(`invalid ${name} header`);
