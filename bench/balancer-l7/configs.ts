@@ -50,22 +50,7 @@ ${s.backends.map((b) => `    server 127.0.0.1:${b} max_fails=0;`).join('\n')}
   }`,
     )
     .join('\n');
-  return `# Written by bench/balancer-l7.ts for one run; deleted afterwards.
-worker_processes 1;
-daemon off;
-master_process on;
-pid ${dir}/nginx.pid;
-error_log ${dir}/nginx-error.log warn;
-events {
-  worker_connections 4096;
-}
-http {
-  access_log off;
-  client_body_temp_path ${dir}/nginx-client-body;
-  proxy_temp_path ${dir}/nginx-proxy;
-  fastcgi_temp_path ${dir}/nginx-fastcgi;
-  uwsgi_temp_path ${dir}/nginx-uwsgi;
-  scgi_temp_path ${dir}/nginx-scgi;
+  return `${nginxPreamble(dir, 'bench/balancer-l7.ts', '')}
 ${upstreams}
 }
 `;
@@ -111,4 +96,28 @@ defaults
   timeout http-keep-alive 60s
 
 ${blocks}`;
+}
+
+/**
+ * The start of an nginx config for one bench run, up to and inside `http {` (the caller adds its
+ * servers and the closing brace): one worker in the foreground, pid, error log and every temp path
+ * inside `dir`, no access log. `user` is a `user ...;` line or empty.
+ */
+export function nginxPreamble(dir: string, writtenBy: string, user: string): string {
+  return `# Written by ${writtenBy} for one run; deleted afterwards.
+${user}worker_processes 1;
+daemon off;
+master_process on;
+pid ${dir}/nginx.pid;
+error_log ${dir}/nginx-error.log warn;
+events {
+  worker_connections 4096;
+}
+http {
+  access_log off;
+  client_body_temp_path ${dir}/nginx-client-body;
+  proxy_temp_path ${dir}/nginx-proxy;
+  fastcgi_temp_path ${dir}/nginx-fastcgi;
+  uwsgi_temp_path ${dir}/nginx-uwsgi;
+  scgi_temp_path ${dir}/nginx-scgi;`;
 }

@@ -4,6 +4,8 @@
  * process writes (pid, logs, cache files, Varnish's working dir) is inside the bench's temp dir.
  */
 
+import { nginxPreamble } from '../balancer-l7/configs.js';
+
 /**
  * nginx with one worker and `proxy_cache` (ngx_http_proxy_module): responses are stored in files
  * under `dir`, keyed by the default `$scheme$proxy_host$request_uri`, honouring Cache-Control;
@@ -13,22 +15,7 @@
  */
 export function nginxCacheConfig(dir: string, port: number, originPort: number): string {
   const user = process.getuid?.() === 0 ? 'user root;\n' : '';
-  return `# Written by bench/cdn.ts for one run; deleted afterwards.
-${user}worker_processes 1;
-daemon off;
-master_process on;
-pid ${dir}/nginx.pid;
-error_log ${dir}/nginx-error.log warn;
-events {
-  worker_connections 4096;
-}
-http {
-  access_log off;
-  client_body_temp_path ${dir}/nginx-client-body;
-  proxy_temp_path ${dir}/nginx-proxy;
-  fastcgi_temp_path ${dir}/nginx-fastcgi;
-  uwsgi_temp_path ${dir}/nginx-uwsgi;
-  scgi_temp_path ${dir}/nginx-scgi;
+  return `${nginxPreamble(dir, 'bench/cdn.ts', user)}
   proxy_cache_path ${dir}/nginx-cache levels=1:2 keys_zone=cdn:64m max_size=2g inactive=2h use_temp_path=off;
   upstream origin {
     server 127.0.0.1:${originPort} max_fails=0;
