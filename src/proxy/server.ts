@@ -24,12 +24,34 @@ export interface ProxyOptions {
   lookup?: LookupFn;
 }
 
+/**
+ * The proxy's counters since start, read from its own metrics (the same numbers /metrics serves).
+ * An exchange is counted once answered: requests and tunnels in progress are not in the totals yet.
+ */
+export interface ProxyStats {
+  /** Plain (absolute-form) HTTP requests answered, whatever the status, refusals included. archlab_proxy_requests_total. */
+  requests: number;
+  /** CONNECT requests answered, whatever the status (200 = tunnel opened), refusals included. archlab_proxy_tunnels_total. */
+  tunnels: number;
+  /**
+   * Requests and tunnels answered 5xx: the proxy's own 502/503/504 (target unreachable or too slow,
+   * proxy shutting down) and a target's 5xx passed on, as a balancer counts failures.
+   */
+  errors: number;
+  /** Requests and tunnels refused before reaching a target (ACL, SSRF guard, auth, limits, malformed), every reason. archlab_proxy_denied_total. */
+  denied: number;
+  /** HTTP requests in flight and tunnels open now. */
+  active: number;
+}
+
 export interface ProxyHandle {
   /** The first listener's address (`url` is `http://host:port`, what `curl -x` takes). */
   address: ServerAddress;
   /** Every listener, in config order. */
   listeners: ServerAddress[];
   admin?: ServerAddress;
+  /** The counters since start (see ProxyStats). */
+  stats(): Promise<ProxyStats>;
   /** Stops accepting, lets requests finish and tunnels run for up to timeouts.drain, then cuts the rest. */
   close(): Promise<void>;
 }
@@ -131,11 +153,31 @@ export async function startProxy(input: ProxyConfigInput | ProxyConfig, opts: Pr
     }
   }
 
+  /** Sums a counter's or gauge's values, those whose `code` label passes `keep` when given. */
+  const total = async (metric: { get(): Promise<{ values: Array<{ value: number; labels: Record<string, string | number | undefined> }> }> }, keep?: (code: number) => boolean): Promise<number> => {
+    const { values } = await metric.get();
+    let n = 0;
+    for (const v of values) if (keep === undefined || keep(Number(v.labels.code))) n += v.value;
+    return n;
+  };
+  const is5xx = (code: number): boolean => code >= 500 && code <= 599;
+
   let closed: Promise<void> | undefined;
   return {
     address: handles[0]!.address,
     listeners: handles.map((h) => h.address),
     ...(admin ? { admin: admin.address } : {}),
+    async stats() {
+      const [requests, tunnels, requests5xx, tunnels5xx, denied, active] = await Promise.all([
+        total(metrics.requests),
+        total(metrics.tunnels),
+        total(metrics.requests, is5xx),
+        total(metrics.tunnels, is5xx),
+        total(metrics.denied),
+        total(metrics.active),
+      ]);
+      return { requests, tunnels, errors: requests5xx + tunnels5xx, denied, active };
+    },
     close() {
       closed ??= (async () => {
         proxy.shutdown();

@@ -22,6 +22,7 @@ function formatClients(c: UpSummary['clients']): string {
 /**
  * One line, counters since start and the rates over the interval since `previous`:
  * `clients 50/s p99 12ms dropped 0 | cdn 120 req (6/s) edge hit 80% | lb 40 req 2/2 up | errors 0 | cache hit 93% | orders 5 | queue depth 0 (consumed 5)`
+ * (`orders 5 (payments failed 2)` once orders were refused for their payment).
  */
 export function formatSummary(s: UpSummary, previous?: { summary: UpSummary; elapsedMs: number }): string {
   const rate =
@@ -33,7 +34,7 @@ export function formatSummary(s: UpSummary, previous?: { summary: UpSummary; ela
     `lb ${s.balancer.requests} req ${s.balancer.backendsUp}/${s.balancer.backends} up`,
     `errors ${errors}`,
     `cache hit ${pct(s.app.cacheHitRatio)}`,
-    `orders ${s.app.ordersPlaced}`,
+    `orders ${s.app.ordersPlaced}${s.app.payments.failed > 0 ? ` (payments failed ${s.app.payments.failed})` : ''}`,
     `queue depth ${s.queue.depth} (consumed ${s.queue.consumed}${s.queue.workerRunning ? '' : ', worker stopped'})`,
   ].join(' | ');
 }

@@ -6,8 +6,12 @@
  *   queue      the driver of topology.queue.engine (the archlab engine's server is started here
  *              when the topology gives no url), the events queue declared
  *   worker     consumes order events from the queue (src/up/worker.ts)
- *   app-N      N demo app instances (src/up/app), each on its own listener (core's listen())
- *   proxy      the forward proxy for the apps' outbound calls
+ *   payments   a stand-in third party (src/up/payments.ts): each order's payment is authorized with it
+ *   proxy      the forward proxy the apps' outbound calls go through; its ACL lets them reach payments
+ *              and nothing else (egress control), the SSRF guard excepting loopback
+ *   app-N      N demo app instances (src/up/app), each on its own listener (core's listen()), calling
+ *              payments through the proxy (absolute-form plain HTTP, so the proxy sees and logs every
+ *              request), or directly when topology.proxy.enabled is false
  *   balancer   the L7 balancer: pool `app` = the instances, routes /api/* and /static/* to it,
  *              active health checks on /healthz, admin API with a generated token
  *   cdn        edges per region (+ shield), origin = the balancer, admin API with a generated token
@@ -19,8 +23,7 @@
  * the components' own counters, and close(), which stops everything in reverse order. If a start
  * fails, what already started is stopped and the error (ARCHLAB_UP_START_FAILED) names the component.
  *
- * Not here yet (a later step of issue 8): the dashboard. The app makes no outbound call yet, so the proxy runs
- * but nothing is wired to it (see startProxyComponent).
+ * Not here yet (a later step of issue 8): the dashboard.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
@@ -43,10 +46,12 @@ import {
 } from '../queue/index.js';
 import { CATEGORIES, createDemoApp, generateCatalogue, openPostgresCatalogue, openSqliteCatalogue, type CatalogueDb, type DatabaseSpec, type DemoApp, type OrderPlacedEvent } from './app/index.js';
 import { startLoadGenerator, type LoadGenerator } from './loadgen.js';
+import { startPayments, type PaymentsHandle } from './payments.js';
 import type { Topology } from './topology.js';
 import { OrderWorker } from './worker.js';
 
-export type ComponentKind = 'database' | 'cache' | 'queue' | 'worker' | 'app' | 'proxy' | 'balancer' | 'cdn';
+/** `external`: a stand-in for a service outside the architecture (payments, a third party). */
+export type ComponentKind = 'database' | 'cache' | 'queue' | 'worker' | 'app' | 'proxy' | 'external' | 'balancer' | 'cdn';
 /** running: serving; stopped: stopped on purpose (a killed app, a stopped worker); embedded: inside another component, no listener. */
 export type ComponentState = 'running' | 'stopped' | 'embedded';
 
@@ -78,8 +83,30 @@ export interface UpSummary {
   cdn: { requests: number; errors: number; edgeHits: number; edgeMisses: number; edgeHitRatio: number | null };
   /** The balancer's pool `app`: requests and failures (connect errors, 5xx) over every backend. */
   balancer: { requests: number; failures: number; backendsUp: number; backends: number; algorithm: string };
-  /** The app instances now running: product reads answered by their caches, orders, events. */
-  app: { instancesUp: number; cacheHits: number; cacheMisses: number; cacheHitRatio: number | null; cacheErrors: number; ordersPlaced: number; eventsPublished: number; eventsFailed: number };
+  /**
+   * The app instances now running: product reads answered by their caches, orders, events, and the
+   * orders' payment authorizations (authorized; failed: refused, error, timeout, unreachable or busy;
+   * abandoned: authorized, then the order did not commit).
+   */
+  app: {
+    instancesUp: number;
+    cacheHits: number;
+    cacheMisses: number;
+    cacheHitRatio: number | null;
+    cacheErrors: number;
+    ordersPlaced: number;
+    eventsPublished: number;
+    eventsFailed: number;
+    payments: { authorized: number; failed: number; abandoned: number };
+  };
+  /**
+   * The forward proxy's own counters (all 0 when topology.proxy.enabled is false): requests answered
+   * (plain HTTP and CONNECT), errors (answered 5xx: its own 502/503/504 or payments' 5xx passed on),
+   * denied (refused by its ACL, SSRF guard or limits before reaching a target).
+   */
+  proxy: { requests: number; errors: number; denied: number };
+  /** The payments service's own counters and settings (see PaymentsStats). */
+  payments: { charges: number; refused: number; failed: number; latencyMs: number; failureRate: number };
   /**
    * The queue: `depth` is what the broker reports (ready + unacked) on the embedded and archlab
    * engines, and published - consumed on RabbitMQ and NATS (whose drivers do not report it).
@@ -98,6 +125,8 @@ export interface UpSummary {
     completed: number;
     errors: number;
     timeouts: number;
+    /** Of `completed`, the answers with a 5xx status. */
+    server5xx: number;
     dropped: number;
     inFlight: number;
     p50Ms: number | null;
@@ -126,6 +155,10 @@ export interface UpControls {
   setRate(rate: number): void;
   /** Traffic spike: the rate x `factor` (1..100) for `seconds` (1..600), then back; a second spike replaces the first. */
   spike(factor: number, seconds: number): void;
+  /** The payments service's latency, ms (0..30000): above topology.payments.timeout, orders fail with 504. */
+  setPaymentsLatency(ms: number): void;
+  /** The share of payments that fail (0..1; 1 = every order is refused with 502). */
+  setPaymentsFailureRate(rate: number): void;
 }
 
 export interface UpHandle {
@@ -136,6 +169,8 @@ export interface UpHandle {
   readonly url: string;
   readonly balancer: { url: string; adminUrl: string; adminToken: string };
   readonly cdn: { url: string; adminUrl: string; adminToken: string; edges: ReadonlyArray<{ name: string; region: string; url: string }> };
+  /** The payments service; `proxyUrl` is the forward proxy the apps call it through (undefined: direct). */
+  readonly payments: { url: string; proxyUrl: string | undefined };
   readonly controls: UpControls;
   summary(): Promise<UpSummary>;
   /** Stops everything in reverse start order; every port is released, no timer is left. Idempotent. */
@@ -295,6 +330,37 @@ export async function startUp(topology: Topology, opts: UpOptions = {}): Promise
     queueCounts.published++;
   };
 
+  // ------------------------------------------------------------------ payments and the forward proxy
+  const payments: PaymentsHandle = await step('payments', async () => {
+    const p = await startPayments({ port: t.payments.port, latencyMs: t.payments.latencyMs, random: new SeededRandom((t.seed + 2) >>> 0), drainTimeoutMs, logger });
+    started.push({ name: 'payments', close: () => p.close() });
+    return p;
+  });
+  // The apps' calls to payments go through the proxy, in absolute form (see src/up/app/payments-client.ts).
+  let proxy: ProxyHandle | undefined;
+  if (t.proxy.enabled) {
+    proxy = await step('proxy', async () => {
+      const p = await startProxy(
+        {
+          listeners: [{ port: t.proxy.port }],
+          acl: {
+            // Egress control: the apps may reach payments and nothing else.
+            allow: [{ host: '127.0.0.1', ports: [payments.address.port] }],
+            // Loopback stays reachable through the SSRF guard: the topology's services are all on it.
+            ssrfGuard: { exceptions: ['127.0.0.1', '::1'] },
+          },
+          log: { level: level as 'info' },
+          metrics: { defaultMetrics: false },
+          timeouts: { drain },
+        },
+        { logger },
+      );
+      started.push({ name: 'proxy', close: () => p.close() });
+      return p;
+    });
+  }
+  const outbound = { paymentsUrl: payments.url, ...(proxy === undefined ? {} : { proxyUrl: proxy.address.url! }), timeoutMs: t.payments.timeoutMs };
+
   // ------------------------------------------------------------------ app instances
   const appState = { strategy: t.cache.strategy as StrategyName, cacheCut: false, databaseCut: false };
   const slots: AppSlot[] = Array.from({ length: t.app.instances }, (_, i) => ({ index: i, name: `app-${i + 1}`, port: t.app.ports?.[i] ?? 0, app: undefined, listener: undefined, busy: Promise.resolve() }));
@@ -311,6 +377,7 @@ export async function startUp(topology: Topology, opts: UpOptions = {}): Promise
       ...(privateDb ? { seed } : {}),
       publish,
       maxBodyBytes: t.app.maxBodyBytes,
+      outbound,
       logger,
     });
     try {
@@ -339,28 +406,6 @@ export async function startUp(topology: Topology, opts: UpOptions = {}): Promise
     await step(slot.name, async () => {
       await startSlot(slot);
       started.push({ name: slot.name, close: () => serialize(slot, () => stopSlot(slot)) });
-    });
-  }
-
-  // ------------------------------------------------------------------ forward proxy
-  // The demo app makes no outbound call yet, so nothing is wired to the proxy: it runs so the
-  // topology is whole, and the app's outbound client (when it has one) will take its URL.
-  let proxy: ProxyHandle | undefined;
-  if (t.proxy.enabled) {
-    proxy = await step('proxy', async () => {
-      const p = await startProxy(
-        {
-          listeners: [{ port: t.proxy.port }],
-          // Loopback stays reachable through the SSRF guard: the topology's services are all on it.
-          acl: { ssrfGuard: { exceptions: ['127.0.0.1', '::1'] } },
-          log: { level: level as 'info' },
-          metrics: { defaultMetrics: false },
-          timeouts: { drain },
-        },
-        { logger },
-      );
-      started.push({ name: 'proxy', close: () => p.close() });
-      return p;
     });
   }
 
@@ -460,6 +505,7 @@ export async function startUp(topology: Topology, opts: UpOptions = {}): Promise
     add({ name: 'worker', kind: 'worker', engine: `queue ${q.topic}`, url: undefined, port: undefined, state: worker.running ? 'running' : 'stopped' });
     for (const s of slots) add({ name: s.name, kind: 'app', engine: 'demo app', url: `http://127.0.0.1:${s.port}`, port: s.port, state: s.listener === undefined ? 'stopped' : 'running' });
     if (proxy !== undefined) add({ name: 'proxy', kind: 'proxy', engine: 'forward proxy', url: proxy.address.url, port: proxy.address.port, state: 'running' });
+    add({ name: 'payments', kind: 'external', engine: 'payments (third party)', url: payments.url, port: payments.address.port, state: 'running' });
     const pool = lb.state().pools.get('app')!.pool;
     add({ name: 'balancer', kind: 'balancer', engine: `l7 ${pool.picker.algorithm}`, url: balancerUrl, port: lb.listeners[0]!.port, state: 'running' });
     add({ name: 'balancer-admin', kind: 'balancer', engine: 'admin api', url: lb.admin!.url, port: lb.admin!.port, state: 'running' });
@@ -525,6 +571,14 @@ export async function startUp(topology: Topology, opts: UpOptions = {}): Promise
       clients.spike(factor, seconds);
       logger.warn({ factor, seconds }, 'up: traffic spike');
     },
+    setPaymentsLatency(ms) {
+      payments.setLatency(ms);
+      logger.warn({ latencyMs: ms }, 'up: payments latency set');
+    },
+    setPaymentsFailureRate(rate) {
+      payments.setFailureRate(rate);
+      logger.warn({ failureRate: rate }, 'up: payments failure rate set');
+    },
   };
 
   const summary = async (): Promise<UpSummary> => {
@@ -541,6 +595,8 @@ export async function startUp(topology: Topology, opts: UpOptions = {}): Promise
       const qs = await broker.queueStats(q.topic);
       depth = qs.ready + qs.unacked + qs.delayed;
     }
+    const px = proxy === undefined ? undefined : await proxy.stats();
+    const pay = payments.stats();
     return {
       cdn: {
         requests: c.router.requests,
@@ -565,7 +621,10 @@ export async function startUp(topology: Topology, opts: UpOptions = {}): Promise
         ordersPlaced: sum((s) => s.orders.placed),
         eventsPublished: sum((s) => s.events.published),
         eventsFailed: sum((s) => s.events.failed),
+        payments: { authorized: sum((s) => s.payments.authorized), failed: sum((s) => s.payments.failed), abandoned: sum((s) => s.payments.abandoned) },
       },
+      proxy: { requests: (px?.requests ?? 0) + (px?.tunnels ?? 0), errors: px?.errors ?? 0, denied: px?.denied ?? 0 },
+      payments: { charges: pay.charges, refused: pay.refused, failed: pay.failed, latencyMs: pay.latencyMs, failureRate: pay.failureRate },
       queue: { published: queueCounts.published, consumed: w.consumed, depth, workerRunning: w.running },
       clients: {
         rate: l.rate,
@@ -576,6 +635,7 @@ export async function startUp(topology: Topology, opts: UpOptions = {}): Promise
         completed: l.completed['2xx'] + l.completed['3xx'] + l.completed['4xx'] + l.completed['5xx'],
         errors: l.errors,
         timeouts: l.timeouts,
+        server5xx: l.completed['5xx'],
         dropped: l.dropped,
         inFlight: l.inFlight,
         p50Ms: l.latency.p50Ms,
@@ -594,6 +654,7 @@ export async function startUp(topology: Topology, opts: UpOptions = {}): Promise
     url: cdn.url,
     balancer: { url: balancerUrl, adminUrl: lb.admin!.url!, adminToken: balancerToken },
     cdn: { url: cdn.url, adminUrl: cdn.admin!.url!, adminToken: cdnToken, edges: cdn.edges.map((e) => ({ name: e.name, region: e.region, url: e.url })) },
+    payments: { url: payments.url, proxyUrl: proxy?.address.url },
     controls,
     summary,
     close: () =>

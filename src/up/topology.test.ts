@@ -44,11 +44,13 @@ test('examples/reference.yaml parses into the reference architecture with embedd
   assert.equal(t.clients.timeoutMs, 5000);
   assert.equal(t.app.maxBodyBytes, 16 * 1024);
   assert.deepEqual(t.store, { engine: 'app-database' });
+  assert.deepEqual(t.payments, { port: 0, latencyMs: 5, timeoutMs: 2000 });
+  assert.equal(t.proxy.enabled, true);
   // Paths: dataDir defaults to the working directory, the SQLite file lives under it.
   assert.equal(t.dataDir, resolve('.archlab/up'));
   assert.deepEqual(t.database, { engine: 'sqlite', file: resolve('.archlab/up/catalogue.db') });
   // Every port free-picked.
-  for (const p of [t.cdn.port, t.balancer.port, t.balancer.adminPort, t.queue.port, t.proxy.port, t.dashboard.port]) assert.equal(p, 0);
+  for (const p of [t.cdn.port, t.balancer.port, t.balancer.adminPort, t.queue.port, t.proxy.port, t.payments.port, t.dashboard.port]) assert.equal(p, 0);
 });
 
 test('defaultTopology() is the example file, and the example spells out the schema defaults (an empty file is the same topology)', () => {
@@ -109,6 +111,9 @@ test('each broken field is named, with what was expected', () => {
   refuses({ cdn: { regions: [{ name: 'eu' }, { name: 'eu' }] } }, 'cdn.regions[1].name', /duplicate region "eu"/);
   refuses({ cdn: { regions: [{ name: 'eu west' }] } }, 'cdn.regions[0].name', /letters, digits/);
   refuses({ store: { engine: 'raft' as 'app-database' } }, 'store.engine', /app-database.*not available yet/);
+  refuses({ payments: { latency: '31s' } }, 'payments.latency', /./);
+  refuses({ payments: { timeout: '0ms' } }, 'payments.timeout', /./);
+  refuses({ payments: { latency: 'slow' } }, 'payments.latency', /duration/);
   refuses('cache:\n  engin: redis\n', 'cache.engin', /unknown key \(did you mean "engine"\?\)/);
   refuses('dashbord: {}\n', 'dashbord', /unknown key \(did you mean "dashboard"\?\)/);
 });
@@ -136,6 +141,8 @@ test('ports: optional, the real services\' ports refused, no port used twice', (
   refuses({ dashboard: { port: 70000 } }, 'dashboard.port', /65535/);
   refuses({ balancer: { port: 8080 }, dashboard: { port: 8080 } }, 'dashboard.port', /port 8080 is already taken by balancer\.port/);
   refuses({ app: { instances: 2, ports: [7001, 7001] } }, 'app.ports[1]', /already taken by app\.ports\[0\]/);
+  refuses({ proxy: { port: 7002 }, payments: { port: 7002 } }, 'payments.port', /port 7002 is already taken by proxy\.port/);
+  assert.deepEqual(parseTopology({ payments: { port: 7003, latency: '0ms', timeout: '250ms' } }).payments, { port: 7003, latencyMs: 0, timeoutMs: 250 });
   const t = parseTopology({ balancer: { port: 0 }, dashboard: { port: 0 }, proxy: {} });
   assert.equal(t.balancer.port, 0);
   assert.equal(t.proxy.port, 0);

@@ -5,7 +5,7 @@
  * examples/reference.yaml spells those defaults out.
  *
  *   clients (load generator) -> CDN (edges in regions, shield) -> L7 balancer (/api/*, /static/*)
- *     -> app instances -> cache -> database;  app -> queue -> worker;  app -> forward proxy -> out
+ *     -> app instances -> cache -> database;  app -> queue -> worker;  app -> forward proxy -> payments
  *
  * Every component listens on 127.0.0.1. Every `port` is optional: absent or 0 picks a free port (the
  * runner prints the table of what runs where). The ports of the real services (PostgreSQL, MySQL,
@@ -240,6 +240,21 @@ const zProxy = z
   })
   .prefault({});
 
+/**
+ * payments: a stand-in third party (src/up/payments.ts). The app authorizes each order's payment with
+ * it before the order commits, through the forward proxy when the proxy is enabled.
+ */
+const zPayments = z
+  .strictObject({
+    port: zPort,
+    /** Added to every answer of the payments service (switchable at runtime). Default 5ms. -> latencyMs */
+    latency: zDuration('5ms', { minMs: 0, maxMs: 30_000 }),
+    /** The app's deadline for an authorization: slower, and the order is refused (504). Default 2s. -> timeoutMs */
+    timeout: zDuration('2s', { minMs: 1, maxMs: 60_000 }),
+  })
+  .transform(({ latency, timeout, ...rest }) => ({ ...rest, latencyMs: latency, timeoutMs: timeout }))
+  .prefault({});
+
 /** dashboard: the web UI of `up` (web/), on one loopback port. */
 const zDashboard = z
   .strictObject({
@@ -276,6 +291,7 @@ export const zTopology = z
     database: zDatabase,
     queue: zQueue,
     proxy: zProxy,
+    payments: zPayments,
     dashboard: zDashboard,
     store: zStore.optional(),
   })
@@ -325,6 +341,7 @@ export const zTopology = z
     t.app.ports?.forEach((p, i) => claim(['app', 'ports', i], p));
     claim(['queue', 'port'], q.port);
     claim(['proxy', 'port'], t.proxy.port);
+    claim(['payments', 'port'], t.payments.port);
     claim(['dashboard', 'port'], t.dashboard.port);
   })
   .transform((t) => ({
@@ -346,6 +363,7 @@ export type DatabaseTopology = Topology['database'];
 export type CacheTopology = Topology['cache'];
 export type QueueTopology = Topology['queue'];
 export type ClientsTopology = Topology['clients'];
+export type PaymentsTopology = Topology['payments'];
 
 /** dataDir absolute (relative to `baseDir` when given in the file, else to the working directory); a SQLite file absolute under it. */
 function resolvePaths(t: z.output<typeof zTopology>, baseDir: string): Topology {

@@ -1,12 +1,13 @@
 /**
  * startUp() on loopback with the small topology (1 region, 2 app instances, memory cache, SQLite in
- * a temp dir, embedded queue): traffic through the CDN and the balancer, the worker, kill and
- * restart, purge, the load generator and its spike, a failed start, and close() releasing every
- * port and leaving nothing behind.
+ * a temp dir, embedded queue): traffic through the CDN and the balancer, the worker, orders paid
+ * through the forward proxy (or directly without it), kill and restart, purge, the load generator
+ * and its spike, a failed start, and close() releasing every port and leaving nothing behind.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import * as http from 'node:http';
 import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -37,11 +38,14 @@ describe('startUp with the small topology', () => {
 
   it('lists every component with a port that accepts connections', async () => {
     const names = up.components.map((c) => c.name);
-    assert.deepEqual(names, ['database', 'cache', 'queue', 'worker', 'app-1', 'app-2', 'proxy', 'balancer', 'balancer-admin', 'cdn shield', 'cdn eu-1', 'cdn', 'cdn-admin']);
+    assert.deepEqual(names, ['database', 'cache', 'queue', 'worker', 'app-1', 'app-2', 'proxy', 'payments', 'balancer', 'balancer-admin', 'cdn shield', 'cdn eu-1', 'cdn', 'cdn-admin']);
+    const payments = up.components.find((c) => c.name === 'payments')!;
+    assert.deepEqual([payments.kind, payments.engine, payments.url, payments.state], ['external', 'payments (third party)', up.payments.url, 'running']);
+    assert.equal(up.payments.proxyUrl, up.components.find((c) => c.name === 'proxy')!.url);
     assert.equal(up.components.find((c) => c.name === 'database')!.url, join(dir, 'catalogue.db'));
     assert.equal(up.components.find((c) => c.name === 'worker')!.state, 'running');
     const withPorts = up.components.filter((c) => c.port !== undefined);
-    assert.equal(withPorts.length, 9);
+    assert.equal(withPorts.length, 10);
     assert.equal(new Set(withPorts.map((c) => c.port)).size, withPorts.length, 'every component has its own port');
     for (const c of withPorts) {
       assert.equal(c.url, `http://127.0.0.1:${c.port}`);
@@ -79,6 +83,68 @@ describe('startUp with the small topology', () => {
     assert.equal(s.queue.published, s.app.eventsPublished);
     assert.ok(s.app.ordersPlaced >= 1);
     await waitFor('the queue to be empty', async () => (await up.summary()).queue.depth === 0, 10_000);
+  });
+
+  it('an order placed through the balancer is paid through the forward proxy: the proxy and payments both count it', async () => {
+    const s0 = await up.summary();
+    let placed: { body: { payment?: { id: string; status: string } } } | undefined;
+    for (let id = 30; placed === undefined && id < 60; id++) {
+      const o = await call(`${up.balancer.url}/api/orders`, { json: { userId: 3, productId: id, qty: 1 } });
+      if (o.status === 201) placed = o;
+      else assert.equal(o.status, 409, JSON.stringify(o.body));
+    }
+    assert.ok(placed !== undefined, 'an order was placed');
+    assert.match(placed.body.payment?.id ?? '', /^ch_[0-9a-f]{16}$/);
+    const s1 = await up.summary();
+    // Sold-out products are refused before any charge: exactly one authorization went out.
+    assert.equal(s1.app.payments.authorized, s0.app.payments.authorized + 1);
+    assert.equal(s1.payments.charges, s0.payments.charges + 1, 'payments saw it');
+    assert.equal(s1.proxy.requests, s0.proxy.requests + 1, 'through the proxy');
+    assert.equal(s1.proxy.errors, s0.proxy.errors);
+    assert.equal(s1.app.ordersPlaced, s0.app.ordersPlaced + 1);
+  });
+
+  it('the proxy is an egress allowlist: payments only; anything else through it is refused (403) and counted as denied', async () => {
+    const s0 = await up.summary();
+    const refused = await new Promise<{ status: number; error: string | undefined }>((resolve, reject) => {
+      const proxy = new URL(up.payments.proxyUrl!);
+      const req = http.request({ host: proxy.hostname, port: Number(proxy.port), method: 'GET', path: `${up.balancer.url}/api/products/1`, headers: { host: new URL(up.balancer.url).host } }, (res) => {
+        res.resume();
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, error: res.headers['x-archlab-error'] as string | undefined }));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    assert.deepEqual(refused, { status: 403, error: 'ARCHLAB_PROXY_DENIED' });
+    const s1 = await up.summary();
+    assert.equal(s1.proxy.denied, s0.proxy.denied + 1);
+  });
+
+  it('payments failing: orders are refused with 502 and not committed, counted by the app, payments and the proxy; back to normal: placed', async () => {
+    const s0 = await up.summary();
+    up.controls.setPaymentsFailureRate(1);
+    // Sold-out products are refused (409) before any charge: take the first one in stock.
+    let failed: Awaited<ReturnType<typeof call>> | undefined;
+    let product = 40;
+    for (; failed === undefined && product < 60; product++) {
+      const r = await call(`${up.balancer.url}/api/orders`, { json: { userId: 1, productId: product, qty: 1 } });
+      if (r.status !== 409) failed = r;
+    }
+    product--;
+    assert.equal(failed?.status, 502, JSON.stringify(failed?.body));
+    assert.equal(failed.body.error.code, 'ARCHLAB_APP_PAYMENT_FAILED');
+    const s1 = await up.summary();
+    assert.equal(s1.app.ordersPlaced, s0.app.ordersPlaced, 'not committed');
+    assert.equal(s1.app.payments.failed, s0.app.payments.failed + 1);
+    assert.equal(s1.payments.failed, s0.payments.failed + 1);
+    assert.equal(s1.payments.failureRate, 1);
+    assert.equal(s1.proxy.errors, s0.proxy.errors + 1, 'the proxy passed the 503 on');
+    up.controls.setPaymentsFailureRate(0);
+    const ok = await call(`${up.balancer.url}/api/orders`, { json: { userId: 1, productId: product, qty: 1 } });
+    assert.equal(ok.status, 201, JSON.stringify(ok.body));
+    assert.equal((await up.summary()).app.ordersPlaced, s0.app.ordersPlaced + 1);
+    assert.throws(() => up.controls.setPaymentsFailureRate(2), /failureRate must be a number 0\.\.1/);
+    assert.throws(() => up.controls.setPaymentsLatency(-1), /latencyMs must be an integer/);
   });
 
   it('stopWorker lets the backlog build; startWorker drains it', async () => {
@@ -183,15 +249,15 @@ test('a component that cannot start stops what started before it, and the error 
   await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve));
   t.after(() => new Promise<void>((resolve) => holder.close(() => resolve())));
   const taken = (holder.address() as net.AddressInfo).port;
-  const [p1, p2, p3] = await freePorts(3);
-  const topology = smallTopology(dir, { app: { instances: 2, ports: [p1!, p2!], data: { products: 20, users: 2 } }, proxy: { port: p3! }, balancer: { port: taken } });
+  const [p1, p2, p3, p4] = await freePorts(4);
+  const topology = smallTopology(dir, { app: { instances: 2, ports: [p1!, p2!], data: { products: 20, users: 2 } }, proxy: { port: p3! }, payments: { port: p4! }, balancer: { port: taken } });
   await assert.rejects(startUp(topology, { drainTimeoutMs: 200 }), (err: unknown) => {
     assert.ok(isArchlabError(err, 'ARCHLAB_UP_START_FAILED'), String(err));
     assert.match((err as Error).message, /^balancer could not start: cannot listen on 127\.0\.0\.1:\d+: address already in use/);
     assert.deepEqual((err as { details?: unknown }).details, { component: 'balancer' });
     return true;
   });
-  for (const p of [p1!, p2!, p3!]) assert.equal(await probe(p), 'refused', `port ${p} released`);
+  for (const p of [p1!, p2!, p3!, p4!]) assert.equal(await probe(p), 'refused', `port ${p} released`);
   assert.equal(existsSync(join(dir, 'queue', 'log', '__meta', 'lock')), false, 'the embedded queue was closed (its lock released)');
   assert.equal(await probe(taken), 'accepts', 'the holder still has its port');
 });
@@ -218,7 +284,7 @@ test('after close() nothing keeps the process alive (a child process exits by it
   const lines = out.trim().split('\n');
   assert.equal(lines.at(-1), 'closed');
   const ports = JSON.parse(lines[0]!) as number[];
-  assert.equal(ports.length, 9);
+  assert.equal(ports.length, 10);
   for (const p of ports) assert.equal(await probe(p), 'refused', `port ${p}`);
 });
 
@@ -241,6 +307,34 @@ test('queue engine archlab: up starts the queue server on its own port, and the 
   assert.equal((await up.summary()).queue.depth, 0);
   await up.close();
   assert.equal(await probe(queue.port!), 'refused');
+});
+
+test('proxy.enabled false: the apps call payments directly; the proxy is not in the table and counts nothing', async (t) => {
+  const dir = tempDir(t);
+  const up = await startUp(smallTopology(dir, { app: { instances: 1, data: { products: 30, users: 3 } }, proxy: { enabled: false }, payments: { latency: '0ms', timeout: '1s' } }), { drainTimeoutMs: 300 });
+  t.after(() => up.close());
+  assert.equal(up.components.some((c) => c.kind === 'proxy'), false);
+  assert.equal(up.components.find((c) => c.name === 'payments')!.kind, 'external');
+  assert.equal(up.payments.proxyUrl, undefined);
+  let placed = 0;
+  for (let id = 1; placed < 2 && id <= 30; id++) if ((await call(`${up.balancer.url}/api/orders`, { json: { userId: 1, productId: id, qty: 1 } })).status === 201) placed++;
+  assert.equal(placed, 2);
+  const s = await up.summary();
+  assert.equal(s.payments.charges, 2, 'payments saw both');
+  assert.deepEqual(s.app.payments, { authorized: 2, failed: 0, abandoned: 0 });
+  assert.deepEqual(s.proxy, { requests: 0, errors: 0, denied: 0 });
+
+  // Slower than the app's timeout (1 s): the order is refused with 504 and not committed.
+  up.controls.setPaymentsLatency(3000);
+  let slow: Awaited<ReturnType<typeof call>> | undefined;
+  for (let id = 1; slow === undefined && id <= 30; id++) {
+    const r = await call(`${up.balancer.url}/api/orders`, { json: { userId: 1, productId: id, qty: 1 } });
+    if (r.status !== 409) slow = r;
+  }
+  assert.equal(slow?.status, 504, JSON.stringify(slow?.body));
+  assert.equal(slow.body.error.code, 'ARCHLAB_APP_PAYMENT_TIMEOUT');
+  assert.equal((await up.summary()).app.ordersPlaced, 2);
+  up.controls.setPaymentsLatency(0);
 });
 
 test('the load generator: clients.rate 20 reaches the edges, the balancer and the app; spike(5, 1) raises the rate; close() releases every port', async (t) => {

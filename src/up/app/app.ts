@@ -8,7 +8,8 @@
  *   GET   /api/products/:id                  a product, through the cache
  *   GET   /api/products?category=&limit=     products of a category (index over category), limit 1..100, default 20
  *   PATCH /api/products/:id                  { name?, category?, priceCents?, description? } through the cache's write path
- *   POST  /api/orders                        { userId, productId, qty } -> 201; 400 bad field, 409 out of stock, 422 unknown user/product
+ *   POST  /api/orders                        { userId, productId, qty } -> 201; 400 bad field, 409 out of stock, 422 unknown user/product;
+ *                                            with payments (below) also 502 refused/failed, 503 unreachable, 504 too slow
  *   GET   /api/orders/:id                    an order
  *   GET   /static/products/:id.svg           a generated product image, cacheable for an hour (what the CDN caches)
  *   GET   /healthz                           200 with the cache and database states (see below)
@@ -23,7 +24,31 @@
  * order is already committed, and answering 5xx would invite a retry that orders twice. The failure
  * is counted (archlab_app_events_total{result="failed"}) and logged. The event can therefore be lost
  * (at-most-once between database and queue); the fix is a transactional outbox, not a failed order.
+ *
+ * Payments (only with `outbound`): an order is paid for by authorizing the amount with the payments
+ * service (a third party, src/up/payments.ts), through the forward proxy when one is given (see
+ * payments-client.ts). The order of the steps, and why:
+ *
+ *   1. read the user and the product from the database (not the cache: the price charged and the
+ *      stock checked must be current); unknown -> 422, short of stock -> 409, and nothing is charged;
+ *   2. authorize price x qty with payments, once, within outbound.timeoutMs;
+ *   3. commit the order (the same conditional stock update as without payments).
+ *
+ * Authorize first, then commit: a payment that fails, times out or cannot be sent leaves nothing
+ * behind (no order, no stock taken), so the client gets a typed 502/503/504 and may simply try
+ * again. The other order, commit then authorize, would have to undo a committed order when payment
+ * fails, and that undo can itself fail (the database or the process going away between the two),
+ * leaving an unpaid order with its stock taken. With authorize-first the failure left over is
+ * milder: when the commit fails after an authorization (someone else took the last unit between the
+ * check and the commit, or the database went away), the authorization is abandoned. An
+ * authorization is a hold, not a capture: nothing is collected and it lapses on its own; the app
+ * counts it (payments.abandoned) and logs its charge id. A real shop would void it, and store the
+ * charge id on the order row; this demo does neither (payments keeps no charges to void).
+ *
+ * The payment's `orderId` is a reference the app makes (a UUID): the database gives the order its id
+ * only at commit. The 201's body carries `payment: { id, status }` beside the order.
  */
+import { randomUUID } from 'node:crypto';
 import type * as http from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { Counter, Gauge, Histogram } from 'prom-client';
@@ -46,6 +71,7 @@ import { generateCatalogue, type Order, type Product } from './data.js';
 import { MAX_SEARCH_LIMIT, openPostgresCatalogue, openSqliteCatalogue, type CatalogueDb } from './db.js';
 import { AppError, findAppError } from './errors.js';
 import { gatedDatabase, type CacheGate, type DatabaseGate } from './gates.js';
+import { OUTBOUND_RESULTS, PaymentsClient, type Authorization, type OutboundOptions, type OutboundResult } from './payments-client.js';
 import { ProductCache } from './product-cache.js';
 
 /** The event published after an order commits. */
@@ -97,6 +123,11 @@ export interface DemoAppOptions {
   publishTimeoutMs?: number;
   /** Largest request body read; bigger gets 413. Default 16 KiB. */
   maxBodyBytes?: number;
+  /**
+   * The outbound calls: orders authorize their payment with `paymentsUrl`, through `proxyUrl` when
+   * given (see the file comment). Default none: orders are placed without payment.
+   */
+  outbound?: OutboundOptions;
   clock?: Clock;
   logger?: Logger;
 }
@@ -106,6 +137,11 @@ export interface DemoAppStats {
   database: { engine: 'sqlite' | 'postgres'; reachable: boolean; calls: Record<string, number> };
   orders: { placed: number; outOfStock: number };
   events: { published: number; failed: number };
+  /**
+   * Payment authorizations (all 0 without `outbound`): authorized, failed (every other result), and
+   * abandoned (authorized, then the order did not commit); `results` by outcome (payments-client.ts).
+   */
+  payments: { enabled: boolean; authorized: number; failed: number; abandoned: number; results: Record<OutboundResult, number> };
 }
 
 export interface DemoApp {
@@ -228,7 +264,15 @@ export async function createDemoApp(opts: DemoAppOptions): Promise<DemoApp> {
   const strategy0 = cacheSpec.strategy ?? 'cache-aside';
   if (!STRATEGIES.includes(strategy0)) throw new InvalidArgumentError(`unknown cache strategy "${String(strategy0)}": expected one of ${STRATEGIES.join(', ')}`);
 
-  const rawDb = await openDatabase(opts.database, logger);
+  // Validated before anything is opened (it opens no connection until the first call).
+  const payments = opts.outbound === undefined ? undefined : new PaymentsClient(opts.outbound);
+  let rawDb: CatalogueDb;
+  try {
+    rawDb = await openDatabase(opts.database, logger);
+  } catch (err) {
+    await payments?.close();
+    throw err;
+  }
   const dbGate: DatabaseGate = { reachable: true, calls: new Map() };
   const db = gatedDatabase(rawDb, dbGate);
   const cacheGate: CacheGate = { reachable: true, errors: 0 };
@@ -251,10 +295,11 @@ export async function createDemoApp(opts: DemoAppOptions): Promise<DemoApp> {
     });
   } catch (err) {
     await rawDb.close();
+    await payments?.close();
     throw err;
   }
 
-  const counts = { placed: 0, outOfStock: 0, published: 0, publishFailed: 0 };
+  const counts = { placed: 0, outOfStock: 0, published: 0, publishFailed: 0, paymentsAbandoned: 0 };
 
   // ------------------------------------------------------------------ metrics
   const registry = createRegistry({ labels: { instance: name } });
@@ -279,6 +324,16 @@ export async function createDemoApp(opts: DemoAppOptions): Promise<DemoApp> {
   };
   fromStats('archlab_app_cache_hits_total', 'Product reads answered by the cache.', () => cache.stats().hits + cache.stats().staleServed);
   fromStats('archlab_app_cache_misses_total', 'Product reads the cache could not answer.', () => cache.stats().misses);
+  new Counter({
+    name: 'archlab_app_db_calls_total',
+    help: 'Database calls that reached the database, by operation (none while the database is cut off).',
+    labelNames: ['op'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [op, n] of dbGate.calls) this.inc({ op }, n);
+    },
+  });
   fromStats('archlab_app_cache_errors_total', 'Cache calls that failed (cache cut off or down); the app used the database instead.', () => cacheGate.errors);
   new Counter({
     name: 'archlab_app_orders_total',
@@ -302,6 +357,33 @@ export async function createDemoApp(opts: DemoAppOptions): Promise<DemoApp> {
       this.inc({ result: 'failed' }, counts.publishFailed);
     },
   });
+  const outbound = new Counter({
+    name: 'archlab_app_outbound_total',
+    help: 'Outbound calls by target and result (payments: authorized, refused, error, timeout, unreachable, busy).',
+    labelNames: ['target', 'result'] as const,
+    registers: [registry],
+  });
+  const outboundLatency = new Histogram({
+    name: 'archlab_app_outbound_duration_seconds',
+    help: 'Time of an outbound call, by target (calls refused as busy are not timed).',
+    labelNames: ['target'] as const,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: [registry],
+  });
+  const outboundChildren = new Map<OutboundResult, Counter.Internal>();
+  if (payments !== undefined) {
+    // Every result at 0 from the start, so a rate over them is defined before the first failure.
+    for (const r of OUTBOUND_RESULTS) {
+      const child = outbound.labels({ target: 'payments', result: r });
+      child.inc(0);
+      outboundChildren.set(r, child);
+    }
+  }
+  const paymentsLatency = outboundLatency.labels({ target: 'payments' });
+  const observePayment = (result: OutboundResult, seconds: number): void => {
+    outboundChildren.get(result)?.inc();
+    if (result !== 'busy') paymentsLatency.observe(seconds);
+  };
   new Gauge({
     name: 'archlab_app_reachable',
     help: '1 when this instance can reach the dependency, 0 when cut off.',
@@ -364,12 +446,47 @@ export async function createDemoApp(opts: DemoAppOptions): Promise<DemoApp> {
     }
   };
 
+  /**
+   * Steps 1 and 2 of an order with payments (file comment): checks what the commit would refuse,
+   * then authorizes price x qty. Throws the AppError the order fails with.
+   */
+  const authorizePayment = async (client: PaymentsClient, userId: number, productId: number, qty: number): Promise<Authorization> => {
+    if ((await db.getUser(userId)) === undefined) throw new AppError('ARCHLAB_APP_UNKNOWN_REFERENCE', `userId: no user ${userId}`, { field: 'userId' });
+    const product = await db.getProduct(productId);
+    if (product === undefined) throw new AppError('ARCHLAB_APP_UNKNOWN_REFERENCE', `productId: no product ${productId}`, { field: 'productId' });
+    if (product.stock < qty) {
+      counts.outOfStock++;
+      throw new AppError('ARCHLAB_APP_OUT_OF_STOCK', `product ${productId} has ${product.stock} in stock, ${qty} ordered`, { field: 'qty', details: { productId, stock: product.stock, qty } });
+    }
+    const reference = randomUUID();
+    try {
+      return await client.authorize({ orderId: reference, userId, amountCents: product.priceCents * qty }, observePayment);
+    } catch (err) {
+      logger?.info({ err, reference, userId, productId, qty, instance: name }, 'payment not authorized: order refused');
+      throw err;
+    }
+  };
+
+  /** An authorization whose order did not commit: counted and logged; it lapses at payments (file comment). */
+  const abandon = (payment: Authorization, why: string, err?: unknown): void => {
+    counts.paymentsAbandoned++;
+    logger?.warn({ err, chargeId: payment.id, why, instance: name }, 'order not committed after its payment was authorized: the authorization is abandoned');
+  };
+
   const placeOrder = async (req: http.IncomingMessage, res: http.ServerResponse): Promise<void> => {
     const parsed = zOrderBody.safeParse(await readJson(req));
     if (!parsed.success) throw badRequest(parsed.error, '');
     const { userId, productId, qty } = parsed.data;
+    const payment = payments === undefined ? undefined : await authorizePayment(payments, userId, productId, qty);
     const createdMs = clock.now();
-    const result = await db.placeOrder({ userId, productId, qty, createdMs });
+    let result: Awaited<ReturnType<CatalogueDb['placeOrder']>>;
+    try {
+      result = await db.placeOrder({ userId, productId, qty, createdMs });
+    } catch (err) {
+      if (payment !== undefined) abandon(payment, 'the database failed', err);
+      throw err;
+    }
+    if (!result.ok && payment !== undefined) abandon(payment, result.reason);
     if (!result.ok) {
       if (result.reason === 'out-of-stock') {
         counts.outOfStock++;
@@ -382,7 +499,8 @@ export async function createDemoApp(opts: DemoAppOptions): Promise<DemoApp> {
     const order: Order = result.order;
     await cache.afterOrder(result.product);
     await publishEvent({ type: 'order.placed', orderId: order.id, userId, productId, qty, at: createdMs, instance: name });
-    send(res, 201, { order, product: { id: result.product.id, stock: result.product.stock } }, { Location: `/api/orders/${order.id}` });
+    const body = { order, product: { id: result.product.id, stock: result.product.stock }, ...(payment === undefined ? {} : { payment }) };
+    send(res, 201, body, { Location: `/api/orders/${order.id}` });
   };
 
   const route = async (req: http.IncomingMessage, res: http.ServerResponse, path: string, query: URLSearchParams, setRoute: (r: Route) => void): Promise<void> => {
@@ -509,6 +627,12 @@ export async function createDemoApp(opts: DemoAppOptions): Promise<DemoApp> {
     });
   };
 
+  const paymentsStats = (): DemoAppStats['payments'] => {
+    const results = payments?.stats() ?? { authorized: 0, refused: 0, error: 0, timeout: 0, unreachable: 0, busy: 0 };
+    const failed = results.refused + results.error + results.timeout + results.unreachable + results.busy;
+    return { enabled: payments !== undefined, authorized: results.authorized, failed, abandoned: counts.paymentsAbandoned, results };
+  };
+
   return {
     name,
     handler,
@@ -534,6 +658,7 @@ export async function createDemoApp(opts: DemoAppOptions): Promise<DemoApp> {
         database: { engine: rawDb.engine, reachable: dbGate.reachable, calls: Object.fromEntries(dbGate.calls) },
         orders: { placed: counts.placed, outOfStock: counts.outOfStock },
         events: { published: counts.published, failed: counts.publishFailed },
+        payments: paymentsStats(),
       };
     },
     async close() {
@@ -542,7 +667,11 @@ export async function createDemoApp(opts: DemoAppOptions): Promise<DemoApp> {
       try {
         await cache.close();
       } finally {
-        await rawDb.close();
+        try {
+          await payments?.close();
+        } finally {
+          await rawDb.close();
+        }
       }
     },
   };

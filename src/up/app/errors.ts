@@ -1,7 +1,8 @@
 /**
  * The demo application's typed errors. Every error answered over HTTP carries a stable code and
  * the status it maps to; a database that cannot be reached (cut off from the dashboard, or a
- * PostgreSQL that is down) is ARCHLAB_APP_DATABASE_UNAVAILABLE, answered 503.
+ * PostgreSQL that is down) is ARCHLAB_APP_DATABASE_UNAVAILABLE, answered 503; an order whose payment
+ * could not be authorized is ARCHLAB_APP_PAYMENT_* (502 refused or failed, 503 unreachable, 504 too slow).
  */
 import { ArchlabError, type ArchlabErrorOptions } from '../../core/index.js';
 
@@ -16,6 +17,10 @@ export type AppErrorCode =
   | 'ARCHLAB_APP_DATABASE_UNAVAILABLE'
   | 'ARCHLAB_APP_CACHE_UNAVAILABLE'
   | 'ARCHLAB_APP_CLOSED'
+  | 'ARCHLAB_APP_PAYMENT_REFUSED'
+  | 'ARCHLAB_APP_PAYMENT_FAILED'
+  | 'ARCHLAB_APP_PAYMENT_TIMEOUT'
+  | 'ARCHLAB_APP_PAYMENT_UNAVAILABLE'
   | 'ARCHLAB_APP_INTERNAL';
 
 const STATUS: Record<AppErrorCode, number> = {
@@ -29,10 +34,27 @@ const STATUS: Record<AppErrorCode, number> = {
   ARCHLAB_APP_DATABASE_UNAVAILABLE: 503,
   ARCHLAB_APP_CACHE_UNAVAILABLE: 503,
   ARCHLAB_APP_CLOSED: 503,
+  // The payments service (through the forward proxy) refused, failed, was too slow, or could not be reached.
+  ARCHLAB_APP_PAYMENT_REFUSED: 502,
+  ARCHLAB_APP_PAYMENT_FAILED: 502,
+  ARCHLAB_APP_PAYMENT_TIMEOUT: 504,
+  ARCHLAB_APP_PAYMENT_UNAVAILABLE: 503,
   ARCHLAB_APP_INTERNAL: 500,
 };
 
-const RETRYABLE = new Set<AppErrorCode>(['ARCHLAB_APP_DATABASE_UNAVAILABLE', 'ARCHLAB_APP_CACHE_UNAVAILABLE', 'ARCHLAB_APP_CLOSED']);
+/**
+ * Trying again can help. A payment that failed, timed out or could not be sent left no order behind
+ * (the order commits only after its authorization), so placing the order again is safe; a refused one
+ * (payments or the proxy said 4xx) will be refused again.
+ */
+const RETRYABLE = new Set<AppErrorCode>([
+  'ARCHLAB_APP_DATABASE_UNAVAILABLE',
+  'ARCHLAB_APP_CACHE_UNAVAILABLE',
+  'ARCHLAB_APP_CLOSED',
+  'ARCHLAB_APP_PAYMENT_FAILED',
+  'ARCHLAB_APP_PAYMENT_TIMEOUT',
+  'ARCHLAB_APP_PAYMENT_UNAVAILABLE',
+]);
 
 export class AppError extends ArchlabError {
   override readonly code: AppErrorCode;

@@ -58,7 +58,7 @@ export class StoreView<V> extends InterceptedStore<V> {
   override async close(): Promise<void> {}
 }
 
-/** Whether the database is reachable, and the database calls made (by operation), for stats and tests. */
+/** Whether the database is reachable, and the calls that reached it (by operation; refused ones are not counted), for stats, metrics and tests. */
 export interface DatabaseGate {
   reachable: boolean;
   calls: Map<string, number>;
@@ -68,17 +68,17 @@ const DB_OPS = ['seed', 'getProduct', 'searchProducts', 'updateProducts', 'place
 
 /**
  * `db` behind a switch: cut off, every call fails with ARCHLAB_APP_DATABASE_UNAVAILABLE (answered
- * 503) before it reaches the database. Calls are counted per operation.
+ * 503) before it reaches the database. Calls that reach it are counted per operation.
  */
 export function gatedDatabase(db: CatalogueDb, gate: DatabaseGate): CatalogueDb {
   const out = { engine: db.engine, init: () => db.init(), close: () => db.close() } as CatalogueDb;
   for (const op of DB_OPS) {
     const fn = db[op].bind(db) as (...args: unknown[]) => Promise<unknown>;
     (out as unknown as Record<string, unknown>)[op] = (...args: unknown[]): Promise<unknown> => {
-      gate.calls.set(op, (gate.calls.get(op) ?? 0) + 1);
       if (!gate.reachable) {
         return Promise.reject(new AppError('ARCHLAB_APP_DATABASE_UNAVAILABLE', `the database (${db.engine}) is cut off from this app instance`));
       }
+      gate.calls.set(op, (gate.calls.get(op) ?? 0) + 1);
       return fn(...args);
     };
   }
