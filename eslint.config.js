@@ -17,6 +17,14 @@ export default tseslint.config(
     },
   },
   {
+    // The dashboard web app (web/): its .tsx files follow the same rules as the .ts ones.
+    files: ['web/**/*.tsx'],
+    rules: {
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+      '@typescript-eslint/consistent-type-imports': 'error',
+    },
+  },
+  {
     // Cores take a Clock and a Random; only shells (and tests) touch real time.
     files: ['src/hashing/**/*.ts'],
     ignores: ['**/*.test.ts'],

@@ -3,6 +3,7 @@ import { runUntilSignal } from '../core/lifecycle.js';
 import { createLogger } from '../core/log.js';
 import { defaultTopology, loadTopology, REFERENCE_TOPOLOGY_FILE } from '../up/topology.js';
 import { startUp, type UpSummary } from '../up/runner.js';
+import { startDashboard, type DashboardHandle } from '../up/dashboard/server.js';
 import { formatComponents, formatSummary } from '../up/format.js';
 import type { CliContext } from './context.js';
 
@@ -27,9 +28,17 @@ export function upCommand(ctx: CliContext, logLevel: () => string): Command {
       const level = logLevel() !== 'info' ? logLevel() : 'warn';
       const logger = createLogger({ level, name: 'archlab-up', destination: process.stderr });
       const up = await startUp(topology, { logger });
+      let dashboard: DashboardHandle;
+      try {
+        dashboard = await startDashboard(up, { port: topology.dashboard.port, logger });
+      } catch (err) {
+        await up.close();
+        throw err;
+      }
       ctx.out(`archlab up: topology "${topology.name}" from ${o.topology ?? REFERENCE_TOPOLOGY_FILE}\n\n`);
       ctx.out(formatComponents(up.components));
-      ctx.out(`\nopen ${up.url}/api/products/1 (through the CDN), ${up.url}/static/products/1.svg; balancer admin ${up.balancer.adminUrl}/pools (token ${up.balancer.adminToken}). Ctrl-C stops everything.\n`);
+      ctx.out(`\ndashboard ${dashboard.url}${dashboard.webBuilt ? '' : ' (web app not built: run npm run build:web)'}\n`);
+      ctx.out(`\nopen ${dashboard.url} in a browser to watch and break it; the site itself is ${up.url}/api/products/1 (through the CDN), ${up.url}/static/products/1.svg; balancer admin ${up.balancer.adminUrl}/pools (token ${up.balancer.adminToken}). Ctrl-C stops everything.\n`);
       let timer: NodeJS.Timeout | undefined;
       if (ctx.interactive) {
         let previous: { summary: UpSummary; at: number } | undefined;
@@ -53,6 +62,7 @@ export function upCommand(ctx: CliContext, logLevel: () => string): Command {
           {
             close: async () => {
               clearInterval(timer);
+              await dashboard.close();
               await up.close();
               ctx.err('archlab up: stopped\n');
             },

@@ -69,10 +69,13 @@ test('archlab up: prints the table, and Ctrl-C (SIGINT) stops everything, exits 
     });
   });
   assert.match(out, /^COMPONENT\s+ENGINE\s+URL\s+STATE$/m);
-  for (const name of ['database', 'queue', 'worker', 'app-1', 'app-2', 'proxy', 'balancer', 'cdn eu-1', 'cdn']) assert.match(out, new RegExp(`^${name}\\s`, 'm'));
+  for (const name of ['database', 'queue', 'worker', 'app-1', 'app-2', 'proxy', 'payments', 'balancer', 'cdn eu-1', 'cdn']) assert.match(out, new RegExp(`^${name}\\s`, 'm'));
   assert.match(out, new RegExp(`^database\\s+sqlite\\s+${join(dir, 'data', 'catalogue.db').replace(/[.]/g, '\\.')}`, 'm'), 'dataDir is relative to the topology file');
   const ports = [...out.matchAll(/^\S.*?http:\/\/127\.0\.0\.1:(\d+)\s+running$/gm)].map((m) => Number(m[1]));
-  assert.equal(ports.length, 9, out);
+  assert.equal(ports.length, 10, out);
+  const dashboardPort = Number(/^dashboard http:\/\/127\.0\.0\.1:(\d+)/m.exec(out)?.[1]);
+  assert.ok(dashboardPort > 0, `the dashboard's URL is printed: ${out}`);
+  ports.push(dashboardPort);
   for (const p of ports) assert.equal(await probe(p), 'accepts', `port ${p}`);
   const front = /^cdn\s+router \(front door\)\s+(\S+)/m.exec(out)![1]!;
   const r = await fetch(`${front}/api/products/3`);
