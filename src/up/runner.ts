@@ -19,11 +19,11 @@
  *              front door, writes (orders) to the balancer, at topology.clients.rate (0 = idle),
  *              seeded from the topology's seed; stopped first on close
  *
- * and gives back the table of what runs where, the controls the dashboard will call, a summary of
+ * and gives back the table of what runs where, the controls the dashboard calls, a summary of
  * the components' own counters, and close(), which stops everything in reverse order. If a start
  * fails, what already started is stopped and the error (ARCHLAB_UP_START_FAILED) names the component.
  *
- * Not here yet (a later step of issue 8): the dashboard.
+ * The dashboard (src/up/dashboard) is a view over the handle, started beside it by `archlab up`.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
