@@ -166,6 +166,12 @@ describe('the dashboard server on a running up', () => {
     assert.equal((await control(d, { action: 'start-worker' })).status, 200);
     assert.equal((await control(d, { action: 'spike', factor: 2, seconds: 1 })).status, 200);
     await waitFor('the spike in a frame', () => d.collector.last?.clients.spike?.factor === 2, 5000);
+    assert.equal((await control(d, { action: 'set-payments-failure-rate', rate: 1 })).status, 200);
+    await waitFor('payments failing in a frame', () => d.collector.last?.payments.failureRate === 1 && d.collector.last.nodes.payments!.health === 'down', 5000);
+    assert.equal((await control(d, { action: 'set-payments-failure-rate', rate: 0 })).status, 200);
+    assert.equal((await control(d, { action: 'set-payments-latency', ms: 20 })).status, 200);
+    await waitFor('the payments latency in a frame', () => d.collector.last?.payments.latencyMs === 20, 5000);
+    assert.equal((await control(d, { action: 'set-payments-latency', ms: 5 })).status, 200);
     assert.equal((await control(d, { action: 'set-rate', rate: 40 })).status, 200);
     assert.equal((await control(d, { action: 'set-algorithm', algorithm: 'round-robin' })).status, 200);
     assert.equal((await control(d, { action: 'set-cache-strategy', strategy: 'cache-aside' })).status, 200);
@@ -178,6 +184,7 @@ describe('the dashboard server on a running up', () => {
       [{ action: 'spike', factor: 1000, seconds: 5 }, {}, 400, /ARCHLAB_INVALID_ARGUMENT/],
       [{ action: 'explode' }, {}, 400, /ARCHLAB_INVALID_ARGUMENT/],
       [{ action: 'cut-cache', cut: 'yes' }, {}, 400, /cut/],
+      [{ action: 'set-payments-failure-rate', rate: 2 }, {}, 400, /ARCHLAB_INVALID_ARGUMENT/],
       [{ action: 'purge-cdn' }, { origin: 'http://evil.example' }, 403, /ARCHLAB_FORBIDDEN/],
     ];
     for (const [body, headers, status, re] of cases) {

@@ -59,9 +59,11 @@ interface ChoiceSelectProps {
   current: string | undefined;
   controller: Controller;
   toControl: (value: string) => Control;
+  /** How a choice is shown. Default: as it is. */
+  labelOf?: (value: string) => string;
 }
 
-function ChoiceSelect({ id, label, choices, current, controller, toControl }: ChoiceSelectProps) {
+function ChoiceSelect({ id, label, choices, current, controller, toControl, labelOf = (v) => v }: ChoiceSelectProps) {
   const [shown, request, settle] = useRequested(current ?? '');
   const busy = controller.pending.has(id);
   const ref = useFocusAcrossBusy<HTMLSelectElement>(busy);
@@ -81,7 +83,7 @@ function ChoiceSelect({ id, label, choices, current, controller, toControl }: Ch
         ) : null}
         {options.map((c) => (
           <option key={c} value={c}>
-            {c}
+            {labelOf(c)}
           </option>
         ))}
       </select>
@@ -208,6 +210,28 @@ export function Controls({ hello, frame, controller }: ControlsProps) {
         <legend>Faults</legend>
         <CutToggle id="cut-cache" label="Cut cache" cut={frame?.cache.cut ?? false} controller={controller} />
         <CutToggle id="cut-database" label="Cut database" cut={frame?.database.cut ?? false} controller={controller} />
+      </fieldset>
+
+      <fieldset>
+        <legend>Payments (third party, behind the forward proxy)</legend>
+        <ChoiceSelect
+          id="payments-failure-rate"
+          label="Charges it fails"
+          choices={hello.choices.paymentsFailureRates.map(String)}
+          current={frame === null ? undefined : String(frame.payments.failureRate)}
+          controller={controller}
+          toControl={(v) => ({ action: 'set-payments-failure-rate', rate: Number(v) })}
+          labelOf={(v) => `${Math.round(Number(v) * 100)}%`}
+        />
+        <ChoiceSelect
+          id="payments-latency"
+          label="Its latency"
+          choices={hello.choices.paymentsLatenciesMs.map(String)}
+          current={frame === null ? undefined : String(frame.payments.latencyMs)}
+          controller={controller}
+          toControl={(v) => ({ action: 'set-payments-latency', ms: Number(v) })}
+          labelOf={(v) => `${v} ms`}
+        />
       </fieldset>
 
       <fieldset>

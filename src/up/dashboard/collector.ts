@@ -128,7 +128,15 @@ export class Collector {
       intervalMs: this.intervalMs,
       nodes: this.graph.nodes,
       edges: this.graph.edges,
-      choices: { apps, algorithms: [...ALGORITHM_NAMES], strategies: [...STRATEGIES], spike: { ...DEFAULT_SPIKE } },
+      choices: {
+        apps,
+        algorithms: [...ALGORITHM_NAMES],
+        strategies: [...STRATEGIES],
+        spike: { ...DEFAULT_SPIKE },
+        paymentsFailureRates: [0, 0.1, 0.5, 1],
+        // Up to past the app's payment timeout, so the last one shows orders timing out.
+        paymentsLatenciesMs: [...new Set([this.up.topology.payments.latencyMs, 5, 100, 1000, this.up.topology.payments.timeoutMs + 500])].sort((a, b) => a - b),
+      },
       frames: [...this.frames],
       historyLength: this.historyLength,
       events: [...this.events],

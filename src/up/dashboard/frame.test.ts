@@ -22,13 +22,14 @@ const COMPONENTS: UpComponent[] = [
   { name: 'cdn-admin', kind: 'cdn', engine: 'admin api', url: 'http://127.0.0.1:1010', port: 1010, state: 'running' },
 ];
 
-function summary(over: { clients?: Partial<UpSummary['clients']>; queue?: Partial<UpSummary['queue']>; proxy?: Partial<UpSummary['proxy']> } = {}): UpSummary {
+function summary(over: { clients?: Partial<UpSummary['clients']>; queue?: Partial<UpSummary['queue']>; proxy?: Partial<UpSummary['proxy']>; payments?: Partial<UpSummary['payments']> } = {}): UpSummary {
   return {
     cdn: { requests: 0, errors: 0, edgeHits: 0, edgeMisses: 0, edgeHitRatio: null },
     balancer: { requests: 0, failures: 0, backendsUp: 2, backends: 2, algorithm: 'round-robin' },
-    app: { instancesUp: 2, cacheHits: 0, cacheMisses: 0, cacheHitRatio: null, cacheErrors: 0, ordersPlaced: 0, eventsPublished: 0, eventsFailed: 0, payments: { authorized: 0, failed: 0 } },
+    app: { instancesUp: 2, cacheHits: 0, cacheMisses: 0, cacheHitRatio: null, cacheErrors: 0, ordersPlaced: 0, eventsPublished: 0, eventsFailed: 0, payments: { authorized: 0, failed: 0, abandoned: 0 } },
     queue: { published: 0, consumed: 0, depth: 0, workerRunning: true, ...over.queue },
-    proxy: { requests: 0, errors: 0, ...over.proxy },
+    proxy: { requests: 0, errors: 0, denied: 0, ...over.proxy },
+    payments: { charges: 0, refused: 0, failed: 0, latencyMs: 5, failureRate: 0, ...over.payments },
     clients: { rate: 10, baseRate: 10, spike: null, sentRate: 10, issued: 0, completed: 0, errors: 0, timeouts: 0, server5xx: 0, dropped: 0, inFlight: 0, p50Ms: 1, p99Ms: 2, ...over.clients },
   } as UpSummary;
 }

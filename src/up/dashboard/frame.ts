@@ -322,6 +322,14 @@ export function buildFrame(
   const proxy: Frame['proxy'] = { rate: rate(p?.proxy.requests, s.proxy.requests), requests: s.proxy.requests, errors: s.proxy.errors };
   for (const e of graph.edges) if (e.from === 'proxy') edgeRates[e.id] = proxy.rate;
   for (const b of backends) edgeRates[`balancer->${b.id}`] = b.rate;
+  const payments: Frame['payments'] = {
+    chargeRate: rate(p?.payments.charges, s.payments.charges),
+    failedRate: rate(p?.payments.failed, s.payments.failed),
+    failureRate: s.payments.failureRate,
+    latencyMs: s.payments.latencyMs,
+  };
+  if (p !== undefined && p.payments.failureRate !== s.payments.failureRate) say(s.payments.failureRate > 0 ? 'warn' : 'info', 'payments', `payments fails ${Math.round(s.payments.failureRate * 100)}% of charges`);
+  if (p !== undefined && p.payments.latencyMs !== s.payments.latencyMs) say('info', 'payments', `payments answers in ${s.payments.latencyMs} ms (was ${p.payments.latencyMs})`);
 
   const database: Frame['database'] = { engine: cur.components.find((x) => x.kind === 'database')?.engine ?? '', cut: cur.settings.databaseCut, rate: dbRate };
 
@@ -366,9 +374,13 @@ export function buildFrame(
   set('queue', 'up', `depth ${queue.depth}`);
   set('worker', queue.workerRunning ? 'up' : 'stopped', queue.workerRunning ? `${perSecond(queue.consumeRate)}` : 'stopped');
   set('proxy', s.proxy.errors > (p?.proxy.errors ?? s.proxy.errors) ? 'degraded' : 'up', perSecond(proxy.rate));
-  for (const n of graph.nodes) if (n.kind === 'external') set(n.id, 'up', perSecond(outboundRate));
+  for (const n of graph.nodes) {
+    if (n.kind !== 'external') continue;
+    const faulty = payments.failureRate > 0 || payments.failedRate > 0;
+    set(n.id, payments.failureRate >= 1 ? 'down' : faulty ? 'degraded' : 'up', `${perSecond(outboundRate)}${payments.failureRate > 0 ? `, fails ${Math.round(payments.failureRate * 100)}%` : ''}, ${payments.latencyMs} ms`);
+  }
 
   const edges: Record<string, number> = {};
   for (const e of graph.edges) edges[e.id] = Math.round((edgeRates[e.id] ?? 0) * 10) / 10;
-  return { frame: { t, nodes, edges, clients, balancer, cache, database, queue, cdn, proxy, events: [] }, events };
+  return { frame: { t, nodes, edges, clients, balancer, cache, database, queue, cdn, proxy, payments, events: [] }, events };
 }

@@ -63,6 +63,9 @@ export interface Hello {
     strategies: string[];
     /** The spike the "spike" button asks for by default. */
     spike: { factor: number; seconds: number };
+    /** Suggested values for the payments service's failure rate (0..1) and latency (ms). */
+    paymentsFailureRates: number[];
+    paymentsLatenciesMs: number[];
   };
   /** The last frames (oldest first, at most `historyLength`) so charts start full. */
   frames: Frame[];
@@ -159,6 +162,17 @@ export interface Frame {
     purges: number;
   };
   proxy: { rate: number; requests: number; errors: number };
+  /** The payments service behind the proxy (a stand-in third party) and its fault switches. */
+  payments: {
+    /** Charges authorized per second. */
+    chargeRate: number;
+    /** Charges it failed (its failure rate) per second. */
+    failedRate: number;
+    /** The share of charges it fails on purpose, 0..1 (a control). */
+    failureRate: number;
+    /** Its artificial latency, ms (a control). */
+    latencyMs: number;
+  };
   /** Events that happened since the previous frame (also appended to the log). */
   events: DashboardEvent[];
 }
@@ -185,6 +199,8 @@ export type Control =
   | { action: 'purge-cdn' }
   | { action: 'spike'; factor: number; seconds: number }
   | { action: 'set-rate'; rate: number }
+  | { action: 'set-payments-failure-rate'; rate: number }
+  | { action: 'set-payments-latency'; ms: number }
   | { action: 'stop-worker' }
   | { action: 'start-worker' };
 

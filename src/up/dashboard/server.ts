@@ -116,6 +116,8 @@ const zControl = z.discriminatedUnion('action', [
   z.object({ action: z.literal('purge-cdn') }),
   z.object({ action: z.literal('spike'), factor: z.number(), seconds: z.number() }),
   z.object({ action: z.literal('set-rate'), rate: z.number() }),
+  z.object({ action: z.literal('set-payments-failure-rate'), rate: z.number() }),
+  z.object({ action: z.literal('set-payments-latency'), ms: z.number() }),
   z.object({ action: z.literal('stop-worker') }),
   z.object({ action: z.literal('start-worker') }),
 ]);
@@ -157,6 +159,12 @@ async function runControl(up: UpHandle, c: Control): Promise<string> {
     case 'set-rate':
       up.controls.setRate(c.rate);
       return `client rate: ${c.rate} req/s`;
+    case 'set-payments-failure-rate':
+      up.controls.setPaymentsFailureRate(c.rate);
+      return `payments fails ${Math.round(c.rate * 100)}% of charges`;
+    case 'set-payments-latency':
+      up.controls.setPaymentsLatency(c.ms);
+      return `payments answers in ${c.ms} ms`;
     case 'stop-worker':
       await up.controls.stopWorker();
       return 'worker stopped';
