@@ -11,6 +11,9 @@ import { zDuration, zSize } from '../core/units.js';
 import { TrustedProxies } from './l7/headers.js';
 import { ALGORITHM_NAMES } from './pick/types.js';
 
+/** The largest retries.maxBody: bodies held for a retry stay small (one per request in flight). */
+export const MAX_RETRY_BODY_BYTES = 16 * 1024 * 1024;
+
 const zName = z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'expected a name of letters, digits, "_", "." or "-" (1-64 characters)');
 
 const zAddress = z.string().transform((s, ctx) => {
@@ -130,15 +133,42 @@ export const zPool = z.strictObject({
     })
     .transform(({ timeout, ...rest }) => ({ ...rest, timeoutMs: timeout }))
     .prefault({}),
+  /**
+   * Retries of a failed attempt on another backend. Only a replayable request is retried: one without
+   * a body, or whose body was read whole first (maxBody). Whether it is retried then depends on its
+   * method and on what went wrong (docs/balancer.md, "Retries"): a connect failure (never reached a
+   * backend) always; a connection broken before any response byte if the method is idempotent or the
+   * request carries `idempotencyKeyHeader`; a 502 or 503 answer only if the method is idempotent.
+   */
   retries: z
     .strictObject({
-      /** Extra attempts for an idempotent request without a body on connect failure, a connection broken before the response, 502 or 503, each to a different backend. Default 2. */
+      /** Extra attempts for a replayable request, each to a different backend. Default 2. */
       attempts: z.int().min(0).max(10).default(2),
       /** Retries may add at most this share to the request rate. Default 0.2 (20%). */
       budgetRatio: z.number().min(0).max(1).default(0.2),
       /** Retries always allowed per second regardless of the ratio. Default 10. */
       minPerSecond: z.number().min(0).max(100_000).default(10),
+      /**
+       * A request whose Content-Length is at most this is read whole before its first attempt, so a
+       * retry can send the same bytes again (Envoy's per_request_buffer_limit_bytes). Larger and
+       * chunked bodies stream through with backpressure and are never retried. The reading is bounded
+       * by limits.maxBody and timeouts.request too. 0 = buffer nothing (only requests without a body
+       * are retried). At most 16MiB. Default 64KiB. -> maxBodyBytes
+       */
+      maxBody: zSize('64KiB', { minBytes: 0, maxBytes: MAX_RETRY_BODY_BYTES }),
+      /**
+       * The request header (case-insensitive) that makes a request of a non-idempotent method (POST,
+       * PATCH) safe to send again after a connection broke before any response byte: the client
+       * promises the backend will not act twice on one key (IETF httpapi Idempotency-Key draft; Go's
+       * net/http treats such requests as replayable too). Default "idempotency-key".
+       */
+      idempotencyKeyHeader: z
+        .string()
+        .regex(/^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$/, 'expected a header name (1-64 token characters)')
+        .transform((h) => h.toLowerCase())
+        .default('idempotency-key'),
     })
+    .transform(({ maxBody, ...rest }) => ({ ...rest, maxBodyBytes: maxBody }))
     .prefault({}),
 });
 

@@ -14,12 +14,18 @@ export class BalancerMetrics {
   readonly l4Bytes: Counter<'pool' | 'backend' | 'direction'>;
   readonly l4Connections: Counter<'listener' | 'pool' | 'backend'>;
   readonly l4Dropped: Counter<'listener' | 'reason'>;
+  readonly bufferedBodies: Gauge;
 
   /**
    * `backends` lists every backend at scrape time; `connections`, `bytesIn` and `bytesOut` (the L4
-   * totals) are exported for backends that have had an L4 connection or flow.
+   * totals) are exported for backends that have had an L4 connection or flow. `bufferedBytes` reads
+   * the request body bytes held for retries now (the L7 proxy's), 0 when absent.
    */
-  constructor(registry: Registry, backends: () => Iterable<{ pool: string; backend: string; active: number; connections?: number; bytesIn?: number; bytesOut?: number }>) {
+  constructor(
+    registry: Registry,
+    backends: () => Iterable<{ pool: string; backend: string; active: number; connections?: number; bytesIn?: number; bytesOut?: number }>,
+    bufferedBytes: () => number = () => 0,
+  ) {
     const p = METRIC_PREFIX + 'balancer_';
     this.requests = new Counter({ name: `${p}requests_total`, help: 'Requests answered, by pool, backend and status code (backend "-" when none was reached).', labelNames: ['pool', 'backend', 'code'], registers: [registry] });
     this.latency = new Histogram({
@@ -58,6 +64,14 @@ export class BalancerMetrics {
       help: 'UDP datagrams dropped (oversize, no-backend, queue-full) and flows evicted (evicted), by listener.',
       labelNames: ['listener', 'reason'],
       registers: [registry],
+    });
+    this.bufferedBodies = new Gauge({
+      name: `${p}buffered_request_bytes`,
+      help: 'Bytes of request bodies held now so a retry can send them again (retries.maxBody each, 64 MiB in all).',
+      registers: [registry],
+      collect() {
+        this.set(bufferedBytes());
+      },
     });
     this.active = new Gauge({
       name: `${p}active_requests`,

@@ -54,13 +54,13 @@ export async function startBalancer(input: BalancerConfigInput | BalancerConfig,
   const logger = opts.logger ?? createLogger({ level: config.log.level, name: 'archlab-balance', ...(config.log.pretty === undefined ? {} : { pretty: config.log.pretty }) });
   const registry = createRegistry({ defaultMetrics: config.metrics.defaultMetrics });
   let state: ProxyState;
-  const metrics = new BalancerMetrics(registry, function* () {
+  const metrics: BalancerMetrics = new BalancerMetrics(registry, function* () {
     for (const rt of state.pools.values()) for (const b of rt.pool.backends) yield { pool: rt.pool.name, backend: b.id, active: b.active, connections: b.connections, bytesIn: b.bytesIn, bytesOut: b.bytesOut };
-  });
+  }, (): number => proxy.bufferedBodyBytes);
   const fallbackSecret = newCookieSecret();
   const deps = { clock, random, logger, metrics, fallbackSecret };
   state = buildState(config, deps);
-  const proxy = new L7Proxy({ state: () => state, metrics, logger });
+  const proxy: L7Proxy = new L7Proxy({ state: () => state, metrics, logger });
 
   const certStores: CertificateStore[] = [];
   const handles: ServerHandle[] = [];

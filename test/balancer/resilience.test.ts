@@ -12,7 +12,7 @@ function traffic(seen: { url: string }[]): number {
   return seen.filter((s) => s.url !== '/healthz').length;
 }
 
-test('retries: a GET that meets a refusing backend is retried on the good one; a POST with a body is not', async (t) => {
+test('retries: a GET that meets a refusing backend is retried on the good one; so is a POST whose body was read whole, unless retries.maxBody is 0', async (t) => {
   const dead = await deadPort();
   const good = await backend(t, 'good');
   const lb = await balancer(t, {
@@ -27,12 +27,22 @@ test('retries: a GET that meets a refusing backend is retried on the good one; a
   assert.ok(liveBackend(lb, 'app', 'dead').failures >= 50, `dead was tried ${liveBackend(lb, 'app', 'dead').failures} times`);
   assert.equal(good.seen.length, 50);
 
+  // A connect failure: no backend saw the POST, and its body is held (64 KiB by default), so it is sent again.
   const post = await request(lb.url, { method: 'POST', path: '/post', body: 'payload' });
-  assert.equal(post.status, 502, 'a request with a body is never retried');
-  assert.equal(post.headers['x-archlab-error'], 'ARCHLAB_UPSTREAM_CONNECT');
-  assert.equal(good.seen.filter((s) => s.method === 'POST').length, 0);
+  assert.equal(post.status, 200);
+  assert.equal(post.body, 'good');
+  assert.equal(good.seen.filter((s) => s.method === 'POST').length, 1);
+
+  // With nothing buffered, a body streams through and cannot be sent twice: the connect failure is answered.
+  const unbuffered = await balancer(t, {
+    pools: [{ name: 'app', algorithm: 'round-robin', backends: [{ id: 'dead', address: `127.0.0.1:${dead}` }, { id: 'good', address: good.address }], retries: { maxBody: 0 } }],
+  });
+  const streamed = await request(unbuffered.url, { method: 'POST', path: '/post', body: 'payload' });
+  assert.equal(streamed.status, 502, 'a streamed body is never retried');
+  assert.equal(streamed.headers['x-archlab-error'], 'ARCHLAB_UPSTREAM_CONNECT');
+  assert.equal(good.seen.filter((s) => s.method === 'POST').length, 1);
   // The next pick is the good backend: the POST goes through there.
-  const post2 = await request(lb.url, { method: 'POST', path: '/post', body: 'payload' });
+  const post2 = await request(unbuffered.url, { method: 'POST', path: '/post', body: 'payload' });
   assert.equal(post2.status, 200);
 });
 
@@ -136,7 +146,7 @@ test('a GET whose backend breaks the connection before answering is retried on a
   assert.equal(r.status, 200);
   assert.equal(r.body, 'good');
   assert.deepEqual(resetter.seen.map((s) => s.method), ['GET'], 'the GET met the resetting backend first');
-  // A request with a body may have been acted on: it is never sent twice.
+  // A POST without an Idempotency-Key may have been acted on: it is never sent twice.
   const post = await request(lb.url, { method: 'POST', path: '/p', body: 'once' });
   assert.equal(post.status, 502);
   assert.equal(post.headers['x-archlab-error'], 'ARCHLAB_UPSTREAM_RESET');

@@ -1,6 +1,7 @@
 /**
  * The HTTP/1.1 and HTTP/2 reverse proxy: route, pick, forward with streaming and backpressure,
- * retry idempotent requests elsewhere within a budget, and answer every failure with the right status.
+ * retry replayable requests elsewhere within a budget (replay.ts decides which, and after what),
+ * and answer every failure with the right status.
  * Pure decisions (routing, picking, headers, stickiness, ejection) live in their own modules; this
  * file is the shell that moves bytes.
  */
@@ -25,12 +26,21 @@ import { checkFraming } from './framing.js';
 import type { FastRequest } from './h1/inbound.js';
 import { H1Upstream } from './h1/upstream.js';
 import { forwardedHeaders, responseHeaders, upgradeHeaders } from './headers.js';
+import { bodyPlan, retryOn, RETRY_ON_CONNECT, RETRY_ON_RESET, RETRY_ON_STATUS, STREAM_BODY } from './replay.js';
+import { BodyReader, type BodyFailure, type BodySink } from './request-body.js';
 
 export const VIA = '1.1 archlab';
 /** Idle upstream keep-alive sockets are closed after this, below Node's default 5 s server keep-alive, so a reused socket is rarely one the backend is closing. */
 export const UPSTREAM_IDLE_MS = 4000;
-const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
+/**
+ * Request bodies held for retries at once, over all requests: a request whose body would go over
+ * this streams instead (and is not retried), so buffering for retries stays bounded however many
+ * requests are in flight.
+ */
+export const MAX_BUFFERED_BODY_BYTES = 64 * 1024 * 1024;
 const CONNECT_ERRORS = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'ENOTFOUND', 'UND_ERR_CONNECT_TIMEOUT']);
+/** The request could not be sent at all (refused by the client library): no backend failed, and no other backend would do better. */
+const LOCAL_ERRORS = new Set(['UND_ERR_INVALID_ARG', 'UND_ERR_NOT_SUPPORTED']);
 /**
  * HTTP/1 connections the balancer answered with `Connection: close` (a 400, a 413). Node's parser
  * still hands over requests pipelined behind that one, but after a framing error they are exactly
@@ -88,15 +98,33 @@ export interface ProxyDeps {
 
 export class L7Proxy {
   private readonly upstreams = new Map<Backend, Upstream>();
-  /** Response and idle timeouts of the exchanges in flight. */
+  /** Response and idle timeouts of the exchanges in flight, and the deadlines of bodies being read. */
   readonly timeouts = new ExchangeTimeouts();
   private closing = false;
+  /** Bytes of request bodies held for retries now (at most MAX_BUFFERED_BODY_BYTES). */
+  private buffered = 0;
 
   constructor(readonly deps: ProxyDeps) {}
 
   /** After this, new requests get 503 and no agent keeps sockets. */
   shutdown(): void {
     this.closing = true;
+  }
+
+  /** Request body bytes held for retries now (for tests and metrics). */
+  get bufferedBodyBytes(): number {
+    return this.buffered;
+  }
+
+  /** Reserves `bytes` of the shared body budget; false when it would go over MAX_BUFFERED_BODY_BYTES. */
+  reserveBody(bytes: number): boolean {
+    if (this.buffered + bytes > MAX_BUFFERED_BODY_BYTES) return false;
+    this.buffered += bytes;
+    return true;
+  }
+
+  releaseBody(bytes: number): void {
+    this.buffered -= bytes;
   }
 
   /** Frees a removed backend's pooled connections. */
@@ -161,6 +189,10 @@ export class L7Proxy {
     });
     const headers = fwd.headers;
     if (host !== undefined) headers.host = host;
+    // node:http has answered a 100-continue expectation already (it sends 100 Continue itself when
+    // nothing listens for 'checkContinue'): met at this hop, it is not forwarded (nginx does the
+    // same), and undici refuses to send it.
+    if (headers.expect !== undefined) delete headers.expect;
 
     const ctx = { clientIp: fwd.clientIp, hashKey: hashKeyOf(rt, req, route.path, fwd.clientIp, currentCookies) };
     let preferred: Backend | undefined;
@@ -172,16 +204,21 @@ export class L7Proxy {
     cookieRequest = undefined;
     cookieCache = undefined;
 
+    const retries = rt.pool.config.retries;
     const hasBody = requestHasBody(req);
-    const retryable = IDEMPOTENT.has(method) && !hasBody;
-    const attempts = retryable ? 1 + rt.pool.config.retries.attempts : 1;
+    let plan = bodyPlan(hasBody, req.headers, Math.min(retries.maxBodyBytes, config.limits.maxBodyBytes));
+    // Over the shared budget for held bodies: this one streams, like a body over the limit.
+    if (plan.kind === 'buffer' && !this.reserveBody(plan.bytes)) plan = STREAM_BODY;
+    const on = retryOn(method, req.headers, plan, retries.idempotencyKeyHeader);
+    const attempts = on === 0 ? 1 : 1 + retries.attempts;
     rt.budget.recordRequest();
-    const p = new ProxyRequest(this, req, res, proto, t0, config, rt, route.pool, route.path, headers, fwd.requestId, fwd.clientIp, ctx, preferred, hasBody, attempts);
+    const p = new ProxyRequest(this, req, res, proto, t0, config, rt, route.pool, route.path, headers, fwd.requestId, fwd.clientIp, ctx, preferred, hasBody, attempts, on);
     (res as ResWithRequest)[kProxyRequest] = p;
     // One listener for the whole request: a client that leaves while its request waits in the
     // queue is not forwarded once a slot frees, and one that leaves mid-exchange stops it.
     res.on('close', onClientClose);
-    p.next();
+    if (plan.kind === 'buffer') p.readBody(plan.bytes);
+    else p.next();
   }
 
   /** The response's status and latency in the request counter and histogram. */
@@ -374,23 +411,32 @@ interface Upstream {
 /** How often ExchangeTimeouts checks the deadlines, ms: the timeouts' resolution (undici's own timers tick every 499 ms). */
 export const TIMEOUT_TICK_MS = 100;
 
+/** Something with a deadline that ExchangeTimeouts sweeps: an Exchange, a BodyReader. */
+export interface Deadlined {
+  /** performance.now() after which timedOut() is called. */
+  deadline: number;
+  /** The deadline passed: act on it and return true, or false when it does not apply now (check again later). */
+  timedOut(): boolean;
+}
+
 /**
- * The response and idle timeouts of every exchange in flight, checked by one timer every
- * TIMEOUT_TICK_MS while any is armed. An exchange keeps its deadline in a field that it moves on
- * as bytes arrive; arming is one Set insertion. (undici's headersTimeout and bodyTimeout create two
- * timer objects per request, kept until undici's next half-second tick: garbage that outlives the
- * young generation and costs major collections under load.)
+ * The response and idle timeouts of every exchange in flight (and the deadlines of request bodies
+ * being read for retries), checked by one timer every TIMEOUT_TICK_MS while any is armed. An
+ * exchange keeps its deadline in a field that it moves on as bytes arrive; arming is one Set
+ * insertion. (undici's headersTimeout and bodyTimeout create two timer objects per request, kept
+ * until undici's next half-second tick: garbage that outlives the young generation and costs major
+ * collections under load.)
  */
 export class ExchangeTimeouts {
-  private readonly armed = new Set<Exchange>();
+  private readonly armed = new Set<Deadlined>();
   private timer: NodeJS.Timeout | undefined;
 
-  arm(ex: Exchange): void {
+  arm(ex: Deadlined): void {
     this.armed.add(ex);
     if (this.timer === undefined) this.schedule();
   }
 
-  disarm(ex: Exchange): void {
+  disarm(ex: Deadlined): void {
     this.armed.delete(ex);
   }
 
@@ -434,11 +480,12 @@ function onClientClose(this: Res): void {
 }
 
 /**
- * One client request after routing: acquires a backend, runs an Exchange with it, retries
- * idempotent requests elsewhere within the budget, then records and logs the outcome. Attempts run
- * one after the other; an acquire that has to wait in the pool's queue continues when it resolves.
+ * One client request after routing: reads its body whole first when it is to be replayable
+ * (replay.ts), acquires a backend, runs an Exchange with it, retries elsewhere within the budget
+ * when `retryOn` allows it for the failure met, then records and logs the outcome. Attempts run one
+ * after the other; an acquire that has to wait in the pool's queue continues when it resolves.
  */
-class ProxyRequest {
+class ProxyRequest implements BodySink {
   private readonly tried = new Set<Backend>();
   private attempt = 0;
   private last: Outcome | undefined;
@@ -447,6 +494,12 @@ class ProxyRequest {
   private clientGone = false;
   /** The exchange in flight, if any. */
   private exchange: Exchange | undefined;
+  /** The whole request body, once read (replayable requests with a body); sent on every attempt. */
+  body: Buffer | undefined;
+  /** The body being read before the first attempt. */
+  private reader: BodyReader | undefined;
+  /** Bytes of the proxy's shared body budget this request holds (released when the response closes). */
+  private reserved = 0;
 
   constructor(
     private readonly proxy: L7Proxy,
@@ -465,12 +518,55 @@ class ProxyRequest {
     private readonly preferred: Backend | undefined,
     readonly hasBody: boolean,
     private readonly attempts: number,
+    /** RETRY_ON_* bits: the failures after which this request may go to another backend. */
+    readonly retryOn: number,
   ) {}
 
-  /** The client closed its side: stop the exchange in flight, or forward nothing once a slot frees. */
+  /** The response closed (finished, or the client left): stop what is in flight, free the body. */
   clientClosed(): void {
     this.clientGone = true;
+    this.reader?.abort();
     this.exchange?.clientClosed();
+    if (this.reserved > 0) {
+      this.proxy.releaseBody(this.reserved);
+      this.reserved = 0;
+    }
+  }
+
+  /**
+   * Reads the whole body (`bytes` declared, already reserved from the proxy's budget) before the
+   * first attempt, within what is left of timeouts.request; then the first attempt starts.
+   */
+  readBody(bytes: number): void {
+    this.reserved = bytes;
+    const reader = new BodyReader(this.req as Readable, bytes, this.t0 + this.config.timeouts.requestMs, this);
+    this.reader = reader;
+    this.proxy.timeouts.arm(reader);
+  }
+
+  bodyRead(body: Buffer): void {
+    this.endReading();
+    this.body = body;
+    this.guard(() => this.next());
+  }
+
+  bodyFailed(why: BodyFailure): void {
+    this.endReading();
+    if (why === 'aborted' || this.clientGone) {
+      this.proxy.logAccess(this.req, this.requestId, this.clientIp, this.pool, undefined, 499, this.t0, 0, 0, 0, 0);
+      return;
+    }
+    const timeout = why === 'timeout';
+    this.proxy.deps.metrics.rejected.inc({ reason: timeout ? 'body-timeout' : 'body-length' });
+    const message = timeout ? `request body not received within ${this.config.timeouts.requestMs} ms` : `request body ${why === 'too-long' ? 'longer' : 'shorter'} than its Content-Length`;
+    const status = timeout ? 408 : 400;
+    this.proxy.reply(this.res, status, message, timeout ? 'ARCHLAB_BODY_TIMEOUT' : 'ARCHLAB_BAD_REQUEST', { connection: 'close' });
+    this.proxy.logAccess(this.req, this.requestId, this.clientIp, this.pool, undefined, status, this.t0, 0, 0, 0, 0);
+  }
+
+  private endReading(): void {
+    if (this.reader !== undefined) this.proxy.timeouts.disarm(this.reader);
+    this.reader = undefined;
   }
 
   /** Starts attempt number `this.attempt`: acquire a backend (maybe waiting in the queue), then forward. */
@@ -524,7 +620,7 @@ class ProxyRequest {
     const canRetry = this.attempt + 1 < this.attempts;
     const sticky = this.rt.sticky;
     const setCookie = sticky && b !== this.preferred ? sticky.setCookieHeader(b.id, this.proto === 'https') : undefined;
-    const ex = new Exchange(this, this.proxy, b, canRetry, setCookie);
+    const ex = new Exchange(this, this.proxy, b, canRetry ? this.retryOn : 0, setCookie);
     this.exchange = ex;
     ex.start(this.proxy.upstreamFor(b, this.config));
   }
@@ -609,7 +705,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
     private readonly owner: ProxyRequest,
     private readonly proxy: L7Proxy,
     private readonly b: Backend,
-    private readonly canRetry: boolean,
+    /** RETRY_ON_* bits for this attempt: 0 when it is the last one allowed. */
+    private readonly retryOn: number,
     private readonly setCookie: string | undefined,
   ) {
     this.res = owner.res;
@@ -621,9 +718,10 @@ export class Exchange implements Dispatcher.DispatchHandler {
     const { req } = this.owner;
     this.responseMs = upstream.responseMs;
     this.idleMs = upstream.idleMs;
-    let body: Readable | null = null;
+    // The body read whole before the first attempt (sent again on a retry), or streamed through.
     // A FastRequest never has a body (the fast path takes only GET and HEAD without framing fields).
-    if (this.owner.hasBody) body = this.countedBody(req as Exclude<Req, FastRequest>, this.owner.config.limits.maxBodyBytes);
+    let body: Readable | Buffer | null = this.owner.body ?? null;
+    if (body === null && this.owner.hasBody) body = this.countedBody(req as Exclude<Req, FastRequest>, this.owner.config.limits.maxBodyBytes);
     upstream.pool.dispatch({ path: this.owner.path, method: (req.method ?? 'GET') as Dispatcher.HttpMethod, headers: this.owner.headers, body }, this);
   }
 
@@ -686,11 +784,12 @@ export class Exchange implements Dispatcher.DispatchHandler {
       res.destroy();
       return this.finish({ kind: 'aborted', status: 502, reason, connectMs: this.connectMs() });
     }
-    // A request that never reached the backend can go elsewhere; so can an idempotent one
-    // (canRetry implies it) whose connection broke before any response byte reached the
-    // client: a backend killed mid-request, or a pooled keep-alive socket it had just closed
-    // (RFC 9110 §9.2.2; nginx's proxy_next_upstream error, Envoy's retry_on reset).
-    if (this.canRetry && (kind === 'connect' || kind === 'reset')) {
+    // A replayable request that never reached the backend can go elsewhere; so can one whose
+    // connection broke before any response byte, when its method is idempotent or it carries an
+    // idempotency key (retryOn says which, replay.ts): a backend killed mid-request, or a pooled
+    // keep-alive socket it had just closed (RFC 9110 §9.2.2; nginx's proxy_next_upstream error,
+    // Envoy's retry_on reset).
+    if ((kind === 'connect' && (this.retryOn & RETRY_ON_CONNECT) !== 0) || (kind === 'reset' && (this.retryOn & RETRY_ON_RESET) !== 0)) {
       return this.finish({ kind: 'retry', reason, code: kind === 'connect' ? 'ARCHLAB_UPSTREAM_CONNECT' : 'ARCHLAB_UPSTREAM_RESET', connectMs: this.connectMs() });
     }
     const st = kind === 'timeout' ? 504 : 502;
@@ -727,7 +826,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
       rt.outliers?.recordFailure(b, 'status-5xx');
     } else rt.outliers?.recordSuccess(b);
     const out = responseHeaders(upHeaders, VIA);
-    if (this.canRetry && (statusCode === 502 || statusCode === 503)) {
+    if ((this.retryOn & RETRY_ON_STATUS) !== 0 && (statusCode === 502 || statusCode === 503)) {
       // Read the body to keep the connection, then retry elsewhere; hold the answer (bounded) in
       // case no retry follows.
       this.discard = true;
@@ -794,6 +893,11 @@ export class Exchange implements Dispatcher.DispatchHandler {
       return this.finish({ kind: 'failed', status: 413, reason: 'body too large', connectMs: 0 });
     }
     const code = err.code ?? '';
+    if (LOCAL_ERRORS.has(code)) {
+      this.proxy.deps.logger.warn({ err, backend: this.b.id }, 'request could not be sent to a backend');
+      this.proxy.reply(this.res, 502, `request not sendable: ${err.message}`, 'ARCHLAB_UPSTREAM_REQUEST');
+      return this.finish({ kind: 'failed', status: 502, reason: `${code}: ${err.message}`, connectMs: this.connectMs() });
+    }
     if (code === 'UND_ERR_HEADERS_TIMEOUT') return this.fail(`no response within ${config.timeouts.responseMs} ms`, 'timeout');
     if (code === 'UND_ERR_BODY_TIMEOUT') return this.fail(`no bytes for ${config.timeouts.idleMs} ms`, 'timeout');
     if (!this.startedAt || CONNECT_ERRORS.has(code) || code === 'UND_ERR_CONNECT_TIMEOUT') return this.fail(`${code || 'error'}: ${err.message}`, 'connect');
