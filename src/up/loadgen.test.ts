@@ -277,6 +277,8 @@ describe('LoadGenerator on a manual clock', () => {
         assert.equal(r.path, '/api/orders');
         const body = JSON.parse(r.body!) as { userId: number; productId: number; qty: number };
         assert.ok(body.userId >= 1 && body.userId <= 7 && body.productId >= 1 && body.productId <= 50 && body.qty === 1, r.body);
+        assert.equal(r.headers['content-type'], 'application/json');
+        assert.match(r.headers['idempotency-key'] ?? '', /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/, 'a random UUID');
       } else {
         assert.equal(r.target, 'cdn');
         assert.equal(r.method, 'GET');
@@ -288,6 +290,10 @@ describe('LoadGenerator on a manual clock', () => {
     const us = tr.sent.filter((r) => r.headers['x-client-region'] === 'us').length;
     const eu = tr.sent.filter((r) => r.headers['x-client-region'] === 'eu').length;
     assert.ok(us > 2 * eu, `us ${us} eu ${eu}`);
+    const keys = tr.sent.filter((r) => r.kind === 'writes').map((r) => r.headers['idempotency-key']);
+    assert.ok(keys.length > 0);
+    assert.equal(new Set(keys).size, keys.length, 'a fresh key for every order');
+    assert.equal(s.created, 0, 'no write was answered 201 (the fake answers 200)');
     await gen.stop();
     assert.equal(tr.closed, true);
     assert.equal(clock.pending(), 0, 'no timer left');
@@ -371,6 +377,8 @@ interface CountingServer {
   url: string;
   byPath: Map<string, number>;
   bodies: string[];
+  /** The Idempotency-Key of each request that had one. */
+  keys: string[];
   open: number;
   peakOpen: number;
   connections: number;
@@ -379,13 +387,15 @@ interface CountingServer {
 
 /** A tiny server counting requests by path (query stripped); `hang` never answers. */
 async function countingServer(hang: boolean): Promise<CountingServer> {
-  const s: CountingServer = { url: '', byPath: new Map(), bodies: [], open: 0, peakOpen: 0, connections: 0, close: () => Promise.resolve() };
+  const s: CountingServer = { url: '', byPath: new Map(), bodies: [], keys: [], open: 0, peakOpen: 0, connections: 0, close: () => Promise.resolve() };
   const server = http.createServer((req, res) => {
     const path = (req.url ?? '').replace(/\?.*$/, '').replace(/\d+/g, 'N');
     s.byPath.set(path, (s.byPath.get(path) ?? 0) + 1);
     s.open++;
     s.peakOpen = Math.max(s.peakOpen, s.open);
     let body = '';
+    const key = req.headers['idempotency-key'];
+    if (typeof key === 'string') s.keys.push(key);
     req.on('data', (d: Buffer) => (body += d.toString()));
     req.on('end', () => {
       if (body !== '') s.bodies.push(body);
@@ -427,6 +437,9 @@ test('over http: about the asked rate for ~1 s, kinds to the right fronts, keep-
   assert.deepEqual([...lb.byPath.keys()].filter((p) => p !== '/api/orders'), [], 'the balancer gets the writes only');
   assert.equal(cdn.byPath.get('/api/orders'), undefined);
   for (const b of lb.bodies) assert.match(b, /^\{"userId":\d+,"productId":\d+,"qty":1\}$/);
+  assert.equal(lb.keys.length, lb.bodies.length, 'every order carries an Idempotency-Key');
+  assert.equal(new Set(lb.keys).size, lb.keys.length, 'all different');
+  assert.ok(s.created > 0 && s.created <= s.completed['2xx'], `created ${s.created}: the writes answered 201`);
   assert.ok(s.completed['2xx'] > 0);
   assert.ok(s.latency.count > 0 && s.latency.p99Ms !== null);
   assert.ok(s.peakInFlight <= 64);

@@ -11,7 +11,13 @@
  * Everything is bounded: at most `maxInFlight` requests outstanding (a request that falls due
  * while full is counted as `dropped`, never queued), a catch-up of at most `maxBurstMs` of the
  * schedule after a stall (the rest is dropped), a fixed number of histogram buckets per second.
+ *
+ * Every order carries a fresh `Idempotency-Key` (a random UUID), as a careful client sends one: the
+ * app places at most one order per key, so the balancer may send an order again when the connection
+ * to an app instance broke before any answer (an instance killed mid-request), and the client never
+ * sees the failure nor pays twice.
  */
+import { randomUUID } from 'node:crypto';
 import { Pool } from 'undici';
 import { ArchlabError, InvalidArgumentError, SystemClock, type Clock, type Random, type TimerHandle } from '../core/index.js';
 
@@ -386,6 +392,12 @@ export interface LoadGeneratorOptions {
   clock?: Clock;
   /** The pacing tick, in ms. Default 10. */
   tickMs?: number;
+  /**
+   * Makes the Idempotency-Key of each order; every call must return a new key. Default
+   * crypto.randomUUID (not the seeded `random`: keys of one seed would repeat across runs on a
+   * database that outlives them, and the app would answer the second run with the first run's orders).
+   */
+  idempotencyKey?: () => string;
   /** Seconds the latency percentiles and the measured rate cover. Default 10. */
   windowSeconds?: number;
 }
@@ -402,6 +414,8 @@ export interface LoadStats {
   byKind: Record<RequestKind, number>;
   /** Answered requests by status class. */
   completed: { '2xx': number; '3xx': number; '4xx': number; '5xx': number };
+  /** Orders answered 201 Created (placed, or a repeat of a key answered with its order). */
+  created: number;
   /** Requests that failed without a status (refused, reset, ...). */
   errors: number;
   timeouts: number;
@@ -434,7 +448,7 @@ export class LoadGenerator {
   private readonly tickMs: number;
   private readonly getHeaders: Array<Record<string, string>>;
   private readonly regionBounds: number[];
-  private readonly postHeaders = { 'content-type': 'application/json' };
+  private readonly idempotencyKey: () => string;
   private timer: TimerHandle | undefined;
   private stopped = false;
   private stopping: Promise<void> | undefined;
@@ -444,6 +458,7 @@ export class LoadGenerator {
     issued: 0,
     byKind: { reads: 0, writes: 0, searches: 0, static: 0 } as Record<RequestKind, number>,
     completed: { '2xx': 0, '3xx': 0, '4xx': 0, '5xx': 0 },
+    created: 0,
     errors: 0,
     timeouts: 0,
     dropped: 0,
@@ -463,6 +478,7 @@ export class LoadGenerator {
     check(Number.isInteger(this.tickMs) && this.tickMs >= 1 && this.tickMs <= 1000, `tickMs must be an integer 1..1000, got ${this.tickMs}`);
     this.clock = o.clock ?? new SystemClock();
     this.random = o.random;
+    this.idempotencyKey = o.idempotencyKey ?? randomUUID;
     this.zipf = new ZipfSampler(o.products, o.skew);
     this.picker = new MixPicker(o.mix);
     const now = this.clock.monotonic();
@@ -501,6 +517,7 @@ export class LoadGenerator {
       issued: c.issued,
       byKind: { ...c.byKind },
       completed: { ...c.completed },
+      created: c.created,
       errors: c.errors,
       timeouts: c.timeouts,
       dropped: c.dropped,
@@ -587,6 +604,7 @@ export class LoadGenerator {
         if (timedOut || this.stopped) return;
         const cls = status >= 500 ? '5xx' : status >= 400 ? '4xx' : status >= 300 ? '3xx' : '2xx';
         c.completed[cls]++;
+        if (status === 201 && req.kind === 'writes') c.created++;
         this.window.recordLatency(end, end - now);
       },
       () => {
@@ -612,7 +630,9 @@ export class LoadGenerator {
         return { kind, target: 'cdn', method: 'GET', path: `/static/products/${this.zipf.sample(this.random)}.svg`, headers, body: undefined };
       case 'writes': {
         const body = JSON.stringify({ userId: 1 + this.random.int(this.o.users), productId: this.zipf.sample(this.random), qty: 1 });
-        return { kind, target: 'balancer', method: 'POST', path: '/api/orders', headers: this.postHeaders, body };
+        // A fresh key per order: a resend of this request (by the balancer) is recognised as this order.
+        const headers = { 'content-type': 'application/json', 'idempotency-key': this.idempotencyKey() };
+        return { kind, target: 'balancer', method: 'POST', path: '/api/orders', headers, body };
       }
     }
   }

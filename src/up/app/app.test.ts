@@ -1,9 +1,14 @@
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import * as http from 'node:http';
+import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
+import pg from 'pg';
 import { STRATEGIES, type StrategyName } from '../../cache/index.js';
 import { ArchlabError, listen, SeededRandom } from '../../core/index.js';
-import { needService, REDIS } from '../../../test/support/services.js';
+import { needService, POSTGRES, REDIS } from '../../../test/support/services.js';
+import { tempDir } from '../../../test/up/helpers.js';
+import { startPayments } from '../payments.js';
 import { createDemoApp, type DemoApp, type DemoAppOptions, type OrderPlacedEvent } from './app.js';
 import { generateCatalogue } from './data.js';
 
@@ -61,7 +66,7 @@ test('an order is placed, read back, takes stock, and publishes its event', asyn
   assert.equal(events.length, 1);
   assert.deepEqual({ ...events[0]!, at: 0 }, { type: 'order.placed', orderId: id, userId: 3, productId: p.id, qty: 4, at: 0, instance: 'app-1' });
   assert.equal(events[0]!.at, read.body.createdMs);
-  assert.deepEqual(app.stats().orders, { placed: 1, outOfStock: 0 });
+  assert.deepEqual(app.stats().orders, { placed: 1, outOfStock: 0, replayed: 0 });
   assert.deepEqual(app.stats().events, { published: 1, failed: 0 });
   assert.equal((await call(base, '/api/orders/999999')).status, 404);
 });
@@ -301,4 +306,133 @@ test('Redis as the cache: the second read is a hit, and the cache is shared by t
   assert.equal(a.app.stats().database.calls.getProduct, 1);
   assert.equal(b.app.stats().database.calls.getProduct ?? 0, 0, 'b read what a cached');
   assert.equal(b.app.stats().cache.hits, 1);
+});
+
+// ------------------------------------------------------------------ Idempotency-Key
+
+const keyed = (base: string, key: string, json: unknown) => call(base, '/api/orders', { method: 'POST', headers: { 'idempotency-key': key }, json });
+
+test('Idempotency-Key: a repeat gets the same 201 and body, places nothing more (no stock, no event); without the key nothing changes', async (t) => {
+  const events: OrderPlacedEvent[] = [];
+  const { app, base } = await start(t, { publish: (e) => void events.push(e) });
+  const p = plenty[5]!;
+  const key = randomUUID();
+  const first = await keyed(base, key, { userId: 2, productId: p.id, qty: 3 });
+  assert.equal(first.status, 201, JSON.stringify(first.body));
+  assert.equal(first.headers.get('idempotent-replayed'), null);
+  for (let i = 0; i < 3; i++) {
+    const again = await keyed(base, key, { userId: 2, productId: p.id, qty: 3 });
+    assert.equal(again.status, 201);
+    assert.deepEqual(again.body, first.body, 'the same body: the order, the stock right after it');
+    assert.equal(again.headers.get('location'), first.headers.get('location'));
+    assert.equal(again.headers.get('idempotent-replayed'), 'true');
+  }
+  assert.equal((await call(base, `/api/products/${p.id}`)).body.stock, p.stock - 3, 'stock taken once');
+  assert.equal(events.length, 1, 'one event');
+  assert.deepEqual(app.stats().orders, { placed: 1, outOfStock: 0, replayed: 3 });
+  assert.match((await call(base, '/metrics')).body, /archlab_app_orders_total\{result="replayed",instance="app-1"\} 3/);
+  // Another key, or none: a new order each time.
+  assert.equal((await keyed(base, randomUUID(), { userId: 2, productId: p.id, qty: 3 })).status, 201);
+  assert.equal((await order(base, { userId: 2, productId: p.id, qty: 3 })).status, 201);
+  assert.equal((await order(base, { userId: 2, productId: p.id, qty: 3 })).status, 201);
+  assert.equal(app.stats().orders.placed, 4);
+  assert.equal((await call(base, `/api/products/${p.id}`)).body.stock, p.stock - 12);
+});
+
+test('Idempotency-Key: a malformed key is 400 naming the header; a key reused for another order is 422; a refused order leaves the key free', async (t) => {
+  const { app, base } = await start(t);
+  const p = plenty[6]!;
+  for (const bad of ['', 'x'.repeat(256), 'has space', 'caf\u00e9', 'a\tb']) {
+    const r = await keyed(base, bad, { userId: 1, productId: p.id, qty: 1 });
+    assert.equal(r.status, 400, JSON.stringify(bad));
+    assert.equal(r.body.error.code, 'ARCHLAB_APP_BAD_REQUEST');
+    assert.equal(r.body.error.field, 'Idempotency-Key');
+    assert.match(r.body.error.message, /^Idempotency-Key: expected 1-255 visible ASCII characters/);
+  }
+  const two = await call(base, '/api/orders', { method: 'POST', headers: [['content-type', 'application/json'], ['idempotency-key', 'a'], ['idempotency-key', 'b']], body: JSON.stringify({ userId: 1, productId: p.id, qty: 1 }) });
+  assert.deepEqual([two.status, two.body.error.field], [400, 'Idempotency-Key'], 'two keys');
+  assert.equal((await keyed(base, 'x'.repeat(255), { userId: 1, productId: p.id, qty: 1 })).status, 201, '255 characters is fine');
+  assert.equal(app.stats().orders.placed, 1, 'no bad key placed anything');
+
+  const key = 'order-2024-0001';
+  assert.equal((await keyed(base, key, { userId: 1, productId: p.id, qty: 1 })).status, 201);
+  for (const other of [{ userId: 2, productId: p.id, qty: 1 }, { userId: 1, productId: plenty[7]!.id, qty: 1 }, { userId: 1, productId: p.id, qty: 2 }]) {
+    const r = await keyed(base, key, other);
+    assert.equal(r.status, 422, JSON.stringify(other));
+    assert.equal(r.body.error.code, 'ARCHLAB_APP_IDEMPOTENCY_KEY_REUSED');
+    assert.equal(r.body.error.field, 'Idempotency-Key');
+  }
+  assert.equal(app.stats().orders.placed, 2);
+
+  // Out of stock with a key: 409, and the key stays free for a later attempt that can succeed.
+  const sold = await keyed(base, 'later', { userId: 1, productId: soldOut.id, qty: 1 });
+  assert.equal(sold.status, 409);
+  assert.equal((await keyed(base, 'later', { userId: 1, productId: soldOut.id, qty: 1 })).status, 409, 'not replayed: nothing was stored');
+  assert.equal(app.stats().orders.replayed, 0);
+  // The database cut off: 503, with or without a key (the key lookup is behind the same switch).
+  app.setDatabaseReachable(false);
+  assert.equal((await keyed(base, 'cut', { userId: 1, productId: p.id, qty: 1 })).status, 503);
+  app.setDatabaseReachable(true);
+  assert.equal((await keyed(base, 'cut', { userId: 1, productId: p.id, qty: 1 })).status, 201);
+});
+
+test('Idempotency-Key with payments: a repeat authorizes nothing; two requests with one key at once place one order and the loser\'s authorization is abandoned', async (t) => {
+  // Slow enough that both concurrent requests look the key up before either commits.
+  const payments = await startPayments({ latencyMs: 100, drainTimeoutMs: 300 });
+  t.after(() => payments.close());
+  const { app, base } = await start(t, { outbound: { paymentsUrl: payments.url, timeoutMs: 2000 } });
+  const p = plenty[8]!;
+  const first = await keyed(base, 'pay-1', { userId: 1, productId: p.id, qty: 2 });
+  assert.equal(first.status, 201, JSON.stringify(first.body));
+  assert.match(first.body.payment.id, /^ch_/);
+  const again = await keyed(base, 'pay-1', { userId: 1, productId: p.id, qty: 2 });
+  assert.deepEqual([again.status, again.body], [201, first.body], 'the same payment in the answer');
+  assert.equal(payments.stats().charges, 1, 'no second authorization');
+
+  const racing = await Promise.all([0, 1, 2].map(() => keyed(base, 'pay-race', { userId: 1, productId: p.id, qty: 1 })));
+  assert.deepEqual(racing.map((r) => r.status), [201, 201, 201]);
+  assert.equal(new Set(racing.map((r) => r.body.order.id)).size, 1, 'one order');
+  assert.equal(new Set(racing.map((r) => r.body.payment.id)).size, 1, 'everyone is told the winner\'s payment');
+  const s = app.stats();
+  assert.equal(s.orders.placed, 2);
+  assert.equal(s.orders.replayed, 3);
+  assert.equal(s.payments.authorized, 4, 'each racer authorized before the commit decided');
+  assert.equal(s.payments.abandoned, 2, 'the losers\' authorizations are abandoned (they lapse)');
+  assert.equal((await call(base, `/api/products/${p.id}`)).body.stock, p.stock - 3);
+});
+
+const pgSkip = await needService(POSTGRES);
+const PG_URL = process.env.ARCHLAB_TEST_POSTGRES ?? 'postgres://postgres@127.0.0.1:5432/test';
+
+/** Two app instances sharing one database; requests with one key race across both. */
+async function twoInstancesRace(t: TestContext, database: DemoAppOptions['database']): Promise<void> {
+  const a = await start(t, { name: 'a', database });
+  const b = await start(t, { name: 'b', database });
+  const p = plenty[9]!;
+  for (let round = 0; round < 5; round++) {
+    const key = randomUUID();
+    const replies = await Promise.all(Array.from({ length: 6 }, (_, i) => keyed(i % 2 === 0 ? a.base : b.base, key, { userId: 3, productId: p.id, qty: 1 })));
+    assert.deepEqual(replies.map((r) => r.status), replies.map(() => 201), JSON.stringify(replies.map((r) => r.body)));
+    assert.equal(new Set(replies.map((r) => r.body.order.id)).size, 1, `round ${round}: one order for the key`);
+    assert.equal(new Set(replies.map((r) => JSON.stringify(r.body))).size, 1, 'one answer');
+  }
+  assert.equal(a.app.stats().orders.placed + b.app.stats().orders.placed, 5);
+  assert.equal(a.app.stats().orders.replayed + b.app.stats().orders.replayed, 25);
+  assert.equal((await call(a.base, `/api/products/${p.id}`)).body.stock, p.stock - 5);
+}
+
+test('Idempotency-Key across two instances on one SQLite file: one order per key', async (t) => {
+  await twoInstancesRace(t, { engine: 'sqlite', file: join(tempDir(t, 'archlab-app-'), 'shop.db') });
+});
+
+test('Idempotency-Key across two instances on PostgreSQL: the unique constraint decides, one order per key', { skip: pgSkip }, async (t) => {
+  const schema = `archlab_app_keys_${process.pid}`;
+  const admin = new pg.Client({ connectionString: PG_URL });
+  await admin.connect();
+  await admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE; CREATE SCHEMA ${schema}`);
+  t.after(async () => {
+    await admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+    await admin.end();
+  });
+  await twoInstancesRace(t, { engine: 'postgres', url: `${PG_URL}${PG_URL.includes('?') ? '&' : '?'}options=${encodeURIComponent(`-c search_path=${schema}`)}` });
 });

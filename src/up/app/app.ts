@@ -9,7 +9,8 @@
  *   GET   /api/products?category=&limit=     products of a category (index over category), limit 1..100, default 20
  *   PATCH /api/products/:id                  { name?, category?, priceCents?, description? } through the cache's write path
  *   POST  /api/orders                        { userId, productId, qty } -> 201; 400 bad field, 409 out of stock, 422 unknown user/product;
- *                                            with payments (below) also 502 refused/failed, 503 unreachable, 504 too slow
+ *                                            with payments (below) also 502 refused/failed, 503 unreachable, 504 too slow;
+ *                                            an Idempotency-Key header makes a repeat safe (below)
  *   GET   /api/orders/:id                    an order
  *   GET   /static/products/:id.svg           a generated product image, cacheable for an hour (what the CDN caches)
  *   GET   /healthz                           200 with the cache and database states (see below)
@@ -47,6 +48,21 @@
  *
  * The payment's `orderId` is a reference the app makes (a UUID): the database gives the order its id
  * only at commit. The 201's body carries `payment: { id, status }` beside the order.
+ *
+ * Idempotency-Key (IETF httpapi draft; what the balancer relies on to resend a POST whose connection
+ * broke, and what a careful client sends so it may simply try again after a timeout): an order sent
+ * with `Idempotency-Key: <1..255 visible ASCII characters>` (anything else: 400 naming the header) is
+ * placed at most once per key. The key is stored with the order in the same transaction, under a
+ * unique constraint (db.ts), together with what the answer said. A repeat of the key gets the same
+ * answer as the first — status 201, the same body (the order, the stock right after it, the payment)
+ * and Location — with `Idempotent-Replayed: true`, and places nothing: no stock taken, no second
+ * payment authorized (with payments the key is looked up before authorizing), no second event. Two
+ * requests with one key at once: the unique constraint lets one place the order; the other answers
+ * with the winner's order, and its payment authorization, if it got one, is abandoned and counted
+ * like any authorization whose order did not commit. A key reused for a different order (another
+ * userId, productId or qty) is refused with 422 ARCHLAB_APP_IDEMPOTENCY_KEY_REUSED. A refused order
+ * (out of stock, unknown user, payment failed) stores no key, so the client can try the same key
+ * again. Without the header nothing changes.
  */
 import { randomUUID } from 'node:crypto';
 import type * as http from 'node:http';
@@ -68,7 +84,7 @@ import {
   type Registry,
 } from '../../core/index.js';
 import { generateCatalogue, type Order, type Product } from './data.js';
-import { MAX_SEARCH_LIMIT, openPostgresCatalogue, openSqliteCatalogue, type CatalogueDb } from './db.js';
+import { MAX_SEARCH_LIMIT, openPostgresCatalogue, openSqliteCatalogue, type CatalogueDb, type KeyedOrder } from './db.js';
 import { AppError, findAppError } from './errors.js';
 import { gatedDatabase, type CacheGate, type DatabaseGate } from './gates.js';
 import { OUTBOUND_RESULTS, PaymentsClient, type Authorization, type OutboundOptions, type OutboundResult } from './payments-client.js';
@@ -135,7 +151,8 @@ export interface DemoAppOptions {
 export interface DemoAppStats {
   cache: CacheStats & { strategy: StrategyName; reachable: boolean; errors: number };
   database: { engine: 'sqlite' | 'postgres'; reachable: boolean; calls: Record<string, number> };
-  orders: { placed: number; outOfStock: number };
+  /** Orders placed; refused out of stock; repeats of an idempotency key answered with the order it placed. */
+  orders: { placed: number; outOfStock: number; replayed: number };
   events: { published: number; failed: number };
   /**
    * Payment authorizations (all 0 without `outbound`): authorized, failed (every other result), and
@@ -183,6 +200,25 @@ const zSearch = z.strictObject({
   category: zCategory,
   limit: z.coerce.number().pipe(z.int().min(1).max(MAX_SEARCH_LIMIT, `expected 1..${MAX_SEARCH_LIMIT}`)).default(20),
 });
+
+/** The request header naming an order's idempotency key (IETF httpapi Idempotency-Key draft). */
+export const IDEMPOTENCY_KEY_HEADER = 'Idempotency-Key';
+/** 1..255 visible ASCII characters: no spaces, no controls, nothing outside ASCII. */
+const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
+
+/** The order's idempotency key, if the request has one; a malformed one is a 400 naming the header. */
+function idempotencyKeyOf(req: http.IncomingMessage): string | undefined {
+  const v = req.headers['idempotency-key'];
+  if (v === undefined) return undefined;
+  // Node joins repeated fields with ", ": two keys fail the check, as they should.
+  if (typeof v !== 'string' || !IDEMPOTENCY_KEY.test(v)) {
+    const shown = typeof v === 'string' ? JSON.stringify(v.slice(0, 64)) + (v.length > 64 ? ` (${v.length} characters)` : '') : 'several values';
+    throw new AppError('ARCHLAB_APP_BAD_REQUEST', `${IDEMPOTENCY_KEY_HEADER}: expected 1-255 visible ASCII characters (no spaces), received ${shown}`, {
+      field: IDEMPOTENCY_KEY_HEADER,
+    });
+  }
+  return v;
+}
 
 /** The first issue of a zod error as a 400 naming its field. */
 function badRequest(error: z.ZodError, prefix: string): AppError {
@@ -299,7 +335,7 @@ export async function createDemoApp(opts: DemoAppOptions): Promise<DemoApp> {
     throw err;
   }
 
-  const counts = { placed: 0, outOfStock: 0, published: 0, publishFailed: 0, paymentsAbandoned: 0 };
+  const counts = { placed: 0, outOfStock: 0, replayed: 0, published: 0, publishFailed: 0, paymentsAbandoned: 0 };
 
   // ------------------------------------------------------------------ metrics
   const registry = createRegistry({ labels: { instance: name } });
@@ -344,6 +380,7 @@ export async function createDemoApp(opts: DemoAppOptions): Promise<DemoApp> {
       this.reset();
       this.inc({ result: 'placed' }, counts.placed);
       this.inc({ result: 'out_of_stock' }, counts.outOfStock);
+      this.inc({ result: 'replayed' }, counts.replayed);
     },
   });
   new Counter({
@@ -473,20 +510,48 @@ export async function createDemoApp(opts: DemoAppOptions): Promise<DemoApp> {
     logger?.warn({ err, chargeId: payment.id, why, instance: name }, 'order not committed after its payment was authorized: the authorization is abandoned');
   };
 
+  /** The 201 of an order: the order, the product's stock right after it, the payment if any. */
+  const sendOrder = (res: http.ServerResponse, order: Order, stockAfter: number, payment: { id: string; status: string } | undefined, replayed: boolean): void => {
+    const body = { order, product: { id: order.productId, stock: stockAfter }, ...(payment === undefined ? {} : { payment }) };
+    send(res, 201, body, { Location: `/api/orders/${order.id}`, ...(replayed ? { 'Idempotent-Replayed': 'true' } : {}) });
+  };
+
+  /** A repeat of an idempotency key: the first answer again, if it is the same order; 422 if the key names another. */
+  const replayOrder = (res: http.ServerResponse, key: string, existing: KeyedOrder, asked: { userId: number; productId: number; qty: number }): void => {
+    const o = existing.order;
+    if (o.userId !== asked.userId || o.productId !== asked.productId || o.qty !== asked.qty) {
+      // The other order is not described: a key is no credential to read someone's order with.
+      throw new AppError('ARCHLAB_APP_IDEMPOTENCY_KEY_REUSED', `${IDEMPOTENCY_KEY_HEADER}: ${JSON.stringify(key.slice(0, 64))} was already used for a different order (userId, productId or qty)`, {
+        field: IDEMPOTENCY_KEY_HEADER,
+      });
+    }
+    counts.replayed++;
+    sendOrder(res, o, existing.stockAfter, existing.payment, true);
+  };
+
   const placeOrder = async (req: http.IncomingMessage, res: http.ServerResponse): Promise<void> => {
-    const parsed = zOrderBody.safeParse(await readJson(req));
+    const json = await readJson(req);
+    const key = idempotencyKeyOf(req);
+    const parsed = zOrderBody.safeParse(json);
     if (!parsed.success) throw badRequest(parsed.error, '');
     const { userId, productId, qty } = parsed.data;
+    // A repeat is answered before anything is charged (without payments the order's own
+    // transaction finds it, one database call instead of two).
+    if (key !== undefined && payments !== undefined) {
+      const existing = await db.getOrderByKey(key);
+      if (existing !== undefined) return replayOrder(res, key, existing, parsed.data);
+    }
     const payment = payments === undefined ? undefined : await authorizePayment(payments, userId, productId, qty);
     const createdMs = clock.now();
     let result: Awaited<ReturnType<CatalogueDb['placeOrder']>>;
     try {
-      result = await db.placeOrder({ userId, productId, qty, createdMs });
+      result = await db.placeOrder({ userId, productId, qty, createdMs, ...(key === undefined ? {} : { idempotencyKey: key }), ...(payment === undefined ? {} : { payment }) });
     } catch (err) {
       if (payment !== undefined) abandon(payment, 'the database failed', err);
       throw err;
     }
-    if (!result.ok && payment !== undefined) abandon(payment, result.reason);
+    if (!result.ok && payment !== undefined) abandon(payment, result.reason === 'duplicate-key' ? 'a concurrent request with the same idempotency key placed the order' : result.reason);
+    if (!result.ok && result.reason === 'duplicate-key') return replayOrder(res, key!, result.existing, parsed.data);
     if (!result.ok) {
       if (result.reason === 'out-of-stock') {
         counts.outOfStock++;
@@ -499,8 +564,7 @@ export async function createDemoApp(opts: DemoAppOptions): Promise<DemoApp> {
     const order: Order = result.order;
     await cache.afterOrder(result.product);
     await publishEvent({ type: 'order.placed', orderId: order.id, userId, productId, qty, at: createdMs, instance: name });
-    const body = { order, product: { id: result.product.id, stock: result.product.stock }, ...(payment === undefined ? {} : { payment }) };
-    send(res, 201, body, { Location: `/api/orders/${order.id}` });
+    sendOrder(res, order, result.product.stock, payment, false);
   };
 
   const route = async (req: http.IncomingMessage, res: http.ServerResponse, path: string, query: URLSearchParams, setRoute: (r: Route) => void): Promise<void> => {
@@ -656,7 +720,7 @@ export async function createDemoApp(opts: DemoAppOptions): Promise<DemoApp> {
       return {
         cache: { ...cache.stats(), strategy: cache.strategy, reachable: cacheGate.reachable, errors: cacheGate.errors },
         database: { engine: rawDb.engine, reachable: dbGate.reachable, calls: Object.fromEntries(dbGate.calls) },
-        orders: { placed: counts.placed, outOfStock: counts.outOfStock },
+        orders: { placed: counts.placed, outOfStock: counts.outOfStock, replayed: counts.replayed },
         events: { published: counts.published, failed: counts.publishFailed },
         payments: paymentsStats(),
       };

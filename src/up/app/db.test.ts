@@ -53,11 +53,68 @@ async function conformance(db: CatalogueDb): Promise<void> {
   assert.equal(results.filter((x) => x.ok).length, q.stock);
   assert.equal((await db.getProduct(q.id))!.stock, 0);
 
+  await keyedOrders(db);
+
   await db.updateProducts([{ id: p.id, patch: { priceCents: 1234, name: 'Renamed' } }, { id: 9999, patch: { name: 'nobody' } }]);
   const after = (await db.getProduct(p.id))!;
   assert.equal(after.priceCents, 1234);
   assert.equal(after.name, 'Renamed');
   assert.equal(after.stock, p.stock - 2, 'a catalogue update never touches stock');
+}
+
+/** Orders with an idempotency key: one order per key, a repeat gets the first one and takes nothing. */
+async function keyedOrders(db: CatalogueDb): Promise<void> {
+  const stock = async (id: number): Promise<number> => (await db.getProduct(id))!.stock;
+  const [a, b] = data.products.filter((x) => x.stock >= 12).slice(-2);
+  assert.ok(a !== undefined && b !== undefined, 'two products with stock to spare');
+  const a0 = await stock(a.id);
+  const payment = { id: 'ch_0123456789abcdef', status: 'authorized' };
+
+  const first = await db.placeOrder({ userId: 3, productId: a.id, qty: 2, createdMs: 1000, idempotencyKey: 'key-1', payment });
+  assert.ok(first.ok);
+  assert.equal(first.product.stock, a0 - 2);
+  const stored = { order: first.order, stockAfter: a0 - 2, payment };
+  assert.deepEqual(await db.getOrderByKey('key-1'), stored);
+  assert.equal(await db.getOrderByKey('key-none'), undefined);
+  // The same key again: the first order, nothing taken, no second order row.
+  assert.deepEqual(await db.placeOrder({ userId: 3, productId: a.id, qty: 2, createdMs: 2000, idempotencyKey: 'key-1' }), { ok: false, reason: 'duplicate-key', existing: stored });
+  assert.equal(await stock(a.id), a0 - 2);
+  assert.equal(await db.getOrder(first.order.id + 1), undefined, 'no second order');
+  // Whatever the repeat asks for: the key decides (the app compares and refuses a different order).
+  const other = await db.placeOrder({ userId: 4, productId: b.id, qty: 1, createdMs: 3000, idempotencyKey: 'key-1' });
+  assert.deepEqual(other, { ok: false, reason: 'duplicate-key', existing: stored });
+
+  // A refused order stores no key: the client may try again with it.
+  assert.deepEqual(await db.placeOrder({ userId: 3, productId: a.id, qty: 10_000, createdMs: 4000, idempotencyKey: 'key-2' }), { ok: false, reason: 'out-of-stock', stock: a0 - 2 });
+  assert.deepEqual(await db.placeOrder({ userId: 999, productId: a.id, qty: 1, createdMs: 4000, idempotencyKey: 'key-2' }), { ok: false, reason: 'no-user' });
+  assert.equal(await db.getOrderByKey('key-2'), undefined);
+  const retried = await db.placeOrder({ userId: 3, productId: a.id, qty: 1, createdMs: 5000, idempotencyKey: 'key-2' });
+  assert.ok(retried.ok, 'the key was still free');
+  assert.equal((await db.getOrderByKey('key-2'))!.payment, undefined, 'no payment stored without one');
+
+  // Concurrent requests with one key (on PostgreSQL each on its own connection): one order, the
+  // others get it; the stock moves once. Two products in the mix: the claim comes before any row
+  // lock, so they cannot deadlock.
+  const a1 = await stock(a.id);
+  const b1 = await stock(b.id);
+  const racing = await Promise.all(
+    Array.from({ length: 8 }, (_, i) => db.placeOrder({ userId: 2, productId: i % 2 === 0 ? a.id : b.id, qty: 1, createdMs: 6000 + i, idempotencyKey: 'key-race' })),
+  );
+  const won = racing.filter((r) => r.ok);
+  assert.equal(won.length, 1, JSON.stringify(racing));
+  const winner = won[0]!.order;
+  for (const r of racing) {
+    if (r.ok) continue;
+    assert.equal(r.reason, 'duplicate-key');
+    if (r.reason === 'duplicate-key') assert.equal(r.existing.order.id, winner.id);
+  }
+  assert.equal((await stock(a.id)) + (await stock(b.id)), a1 + b1 - 1, 'one unit taken in all');
+
+  // Many keys at once, all different: each places its own order.
+  const many = await Promise.all(Array.from({ length: 6 }, (_, i) => db.placeOrder({ userId: 1, productId: b.id, qty: 1, createdMs: 7000 + i, idempotencyKey: `key-many-${i}` })));
+  assert.equal(many.filter((r) => r.ok).length, 6);
+  const ids = new Set(many.map((r) => (r.ok ? r.order.id : 0)));
+  assert.equal(ids.size, 6);
 }
 
 test('SQLite: seed, read, search, orders in a transaction, updates', async (t) => {

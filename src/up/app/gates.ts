@@ -64,7 +64,11 @@ export interface DatabaseGate {
   calls: Map<string, number>;
 }
 
-const DB_OPS = ['seed', 'getProduct', 'searchProducts', 'updateProducts', 'placeOrder', 'getOrder', 'getUser'] as const;
+type DbOp = Exclude<keyof CatalogueDb, 'engine' | 'init' | 'close'>;
+const DB_OPS = ['seed', 'getProduct', 'searchProducts', 'updateProducts', 'placeOrder', 'getOrder', 'getOrderByKey', 'getUser'] as const satisfies readonly DbOp[];
+// Fails to compile when CatalogueDb gains an operation this list does not gate.
+const _everyOpGated: Exclude<DbOp, (typeof DB_OPS)[number]> extends never ? true : never = true;
+void _everyOpGated;
 
 /**
  * `db` behind a switch: cut off, every call fails with ARCHLAB_APP_DATABASE_UNAVAILABLE (answered
