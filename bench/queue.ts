@@ -7,7 +7,10 @@
  *      publishes), consume msgs/s and MB/s (a consumer on its own connection acking every
  *      message), publish-to-deliver p50/p99 at a fixed moderate rate; each run checked first;
  *   3. load levelling: a 10x producer spike into a bounded queue, depth and broker RSS every 100 ms,
- *      drawn as charts (docs/img/queue-*.svg on a full run).
+ *      drawn as charts (docs/img/queue-*.svg on a full run);
+ *   4. the share of the disk, in rounds: the disk (fio, or dd) then the archlab log's 1 KB produce
+ *      through TCP and embedded, back to back, several times; the target is judged on the median
+ *      of the per-round shares (bench/queue/disk-share.ts). Added to the JSON as `diskShare`.
  *
  * archlab's TCP broker runs in a child process pinned to one core (taskset) so "on one core" is
  * true; the load generator (this process) is pinned to another core when the machine has two.
@@ -20,17 +23,18 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ROOT, type Bench, type Row } from './harness.js';
+import { ROOT, type Bench, type Results, type Row } from './harness.js';
 import { redisDown, redisTarget } from './cache/redis.js';
 import { archlabLevelTarget, archlabTargets, type ArchlabSetup } from './queue/archlab.js';
 import { writeCharts } from './queue/charts.js';
-import { ddWrite, fioWrite } from './queue/disk.js';
+import { ddWrite, diskSystem, fioWrite } from './queue/disk.js';
+import { diskShare, measureDiskShare, type DiskShare, type DiskShareSettings } from './queue/disk-share.js';
 import { levelRows, type LevelSample, type LevelSettings } from './queue/levelling.js';
 import { natsDown, natsTarget, natsUrl } from './queue/nats.js';
 import { SIZES } from './queue/payload.js';
 import { rabbitDown, rabbitLevelTarget, rabbitTarget, rabbitUrl } from './queue/rabbitmq.js';
 import { redisPersistence, redisStreamsTarget } from './queue/redis.js';
-import { DISK_METRIC, DISK_SCENARIO, report, targets } from './queue/report.js';
+import { ARCHLAB, DISK_METRIC, DISK_SCENARIO, report, SHARE_LABELS, targets } from './queue/report.js';
 import type { Target } from './queue/runner.js';
 import { destName, measureTarget, sizeLabel, type ThroughputSettings } from './queue/throughput.js';
 
@@ -41,6 +45,8 @@ interface Settings {
   diskMiB: number;
   level: LevelSettings;
   levelBounds: { absorb: number; tight: number };
+  /** Disk-share rounds; their window is the throughput rows' window. */
+  share: Omit<DiskShareSettings, 'window'>;
 }
 
 function settings(quick: boolean): Settings {
@@ -70,13 +76,15 @@ function settings(quick: boolean): Settings {
     // Spike surplus = (10 - 1) x consumer rate x spike length: 9,000 (quick) or 18,000 (full)
     // messages; after it the queue drains at 0.75 x the consumer's rate (24 s for 18,000).
     levelBounds: quick ? { absorb: 20_000, tight: 3_000 } : { absorb: 30_000, tight: 6_000 },
+    // Each side of a round writes the disk rows' volume.
+    share: { rounds: quick ? 2 : 5, mib: quick ? 128 : 1024 },
   };
 }
 
 const bench: Bench = {
   name: 'queue',
   description:
-    'archlab log and queue vs RabbitMQ (classic, quorum, stream), NATS JetStream (file), Redis Streams: produce/consume msgs/s and MB/s, publish-to-deliver p50/p99, the disk limit (dd/fio), load levelling under a 10x spike',
+    'archlab log and queue vs RabbitMQ (classic, quorum, stream), NATS JetStream (file), Redis Streams: produce/consume msgs/s and MB/s, publish-to-deliver p50/p99, the disk limit (dd/fio), load levelling under a 10x spike, the 1 KB log against the disk in back-to-back rounds',
   docsPage: 'docs/queue.md',
   async run(ctx) {
     const s = settings(ctx.quick);
@@ -105,7 +113,7 @@ const bench: Bench = {
         for (const speed of [await ddWrite(dir, s.diskMiB), await fioWrite(dir, s.diskMiB)]) {
           if (typeof speed === 'string') ctx.note(`disk: ${speed}`);
           else {
-            ctx.row({ system: speed.tool === 'dd' ? 'dd (O_DIRECT, 1 in flight)' : 'fio (O_DIRECT, libaio, 8 in flight)', scenario: DISK_SCENARIO, metric: DISK_METRIC, value: speed.mbPerS, unit: 'MB/s' });
+            ctx.row({ system: diskSystem(speed.tool), scenario: DISK_SCENARIO, metric: DISK_METRIC, value: speed.mbPerS, unit: 'MB/s' });
             ctx.note(`disk, ${speed.tool}: \`${speed.command}\` (${s.diskMiB} MiB, in ${tmpdir()})`);
           }
         }
@@ -158,6 +166,12 @@ const bench: Bench = {
       }
       if (!levelTargets[0]) ctx.note(`load levelling: archlab queue not measured (${archlab.levelMissing ?? 'not available'})`);
 
+      // 4. the share of the disk, in rounds: the targets of the rows above, so the same code and batches.
+      const byName = (system: string): Target | undefined => archlab?.targets.find((t) => t.system === system);
+      await timed('disk share rounds', () =>
+        measureDiskShare(ctx, { dir, tcp: byName(ARCHLAB.logLeaderPre), embedded: byName(ARCHLAB.logEmbedded), labels: SHARE_LABELS, settings: { ...s.share, window: tp.window }, runId, tag }),
+      );
+
       const chartDir = ctx.quick ? join(tmpdir(), 'archlab-bench-queue-charts') : join(ROOT, 'docs', 'img');
       const files = writeCharts(chartDir, rows, levelling, [s.levelBounds.absorb, s.levelBounds.tight]);
       if (files.length) ctx.log(`charts: ${files.join(', ')}${ctx.quick ? ' (quick run: not written to docs/img)' : ''}`);
@@ -168,7 +182,13 @@ const bench: Bench = {
       rmSync(dir, { recursive: true, force: true });
     }
   },
-  targets: (results) => targets(results),
+  targets: (results) => {
+    // runBench calls targets() just before it writes the JSON: the one hook through which a bench
+    // can add a section to it. diskShare is rebuilt from the rows, which stay the record.
+    const share = diskShare(results.rows, SHARE_LABELS);
+    if (share) (results as Results & { diskShare?: DiskShare }).diskShare = share;
+    return targets(results);
+  },
   report: (results) => report(results),
 };
 

@@ -175,6 +175,15 @@ export function logTarget(o: LogTargetOptions): Target {
         async sendPrepared(prepared: unknown): Promise<void> {
           await producer.appendRaw(topic, 0, prepared as Buffer, o.acks);
         },
+        async highWatermark(): Promise<number> {
+          const info = await producer.describeTopic(topic);
+          return info.partitions[0]?.highWatermark ?? 0;
+        },
+        async readAt(offset: number): Promise<Buffer | undefined> {
+          // A fetch returns whole batches; the first may start before `offset`.
+          const r = await consumer.fetch({ topic, partition: 0, offset, maxBytes: 1, maxWaitMs: 0 });
+          return r.records.find((rec) => rec.offset === offset)?.value ?? undefined;
+        },
         async consume(onMessage) {
           const group = `${topic}-g`;
           const joined = await consumer.joinGroup({ group, topics: [topic], sessionTimeoutMs: 30_000 });

@@ -3,7 +3,9 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Row } from '../harness.js';
 import { barChart, lineChart } from '../../src/lab/report/svg.js';
+import { diskShare, type DiskShare } from './disk-share.js';
 import type { LevelSample } from './levelling.js';
+import { SHARE_CHART, SHARE_LABELS } from './report.js';
 import { SIZES } from './payload.js';
 import { METRICS, sizeLabel } from './throughput.js';
 
@@ -52,6 +54,8 @@ export function writeCharts(dir: string, rows: Row[], levelling: Map<string, Lev
       }),
     );
   }
+  const share = diskShare(rows, SHARE_LABELS);
+  if (share) put(SHARE_CHART, diskShareChart(share));
   if (levelling.size) {
     const series = [...levelling].map(([name, samples]) => ({ name, points: samples.map((x) => [x.t, x.depth] as const) }));
     put(
@@ -82,4 +86,22 @@ export function writeCharts(dir: string, rows: Row[], levelling: Map<string, Lev
     );
   }
   return files;
+}
+
+/** Per-round MB/s of the disk and of the log's two sides: how far each moves from round to round, and with each other. */
+export function diskShareChart(share: DiskShare): string {
+  const tools = [...new Set(share.rounds.flatMap((r) => (r.disk ? [r.disk.system.split(' ')[0]!] : [])))];
+  return barChart({
+    title: 'The disk and the log, round by round (1 KB records)',
+    description: `Each round writes ${share.volumeMiB} MiB with the disk tool, then ${share.volumeMiB} MiB of 1 KB records to the archlab log through TCP and then embedded (acks=leader, pre-encoded batches), back to back. A round's share of the disk is the log's bar over the disk's bar.`,
+    xLabel: 'round',
+    yLabel: 'MB/s',
+    groups: share.rounds.map((r) => `round ${r.round}`),
+    series: [
+      { name: `disk (${tools.join('/') || 'dd/fio'}, O_DIRECT)`, values: share.rounds.map((r) => r.disk?.mbPerS ?? null) },
+      { name: 'log, TCP', values: share.rounds.map((r) => r.tcpMbPerS ?? null) },
+      { name: 'log, embedded', values: share.rounds.map((r) => r.embeddedMbPerS ?? null) },
+    ],
+    width: 720,
+  });
 }

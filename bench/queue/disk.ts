@@ -16,6 +16,11 @@ import { findBinary } from '../balancer-l7/procs.js';
 
 const run = promisify(execFile);
 
+/** Row label of each tool's measurement (how it writes). */
+export function diskSystem(tool: string): string {
+  return tool === 'dd' ? 'dd (O_DIRECT, 1 in flight)' : 'fio (O_DIRECT, libaio, 8 in flight)';
+}
+
 export interface DiskSpeed {
   tool: string;
   /** MB/s (10^6 bytes per second). */

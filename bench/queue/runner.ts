@@ -41,6 +41,10 @@ export interface Session {
   prepare?(bodies: Buffer[]): PreparedBatch[];
   /** Sends one batch's `data`; resolves when the whole batch is acknowledged. */
   sendPrepared?(prepared: unknown): Promise<void>;
+  /** Optional (log targets): the destination's high watermark, i.e. how many messages it holds from offset 0. */
+  highWatermark?(): Promise<number>;
+  /** Optional (log targets): the body of the message at `offset`, undefined when there is none. */
+  readAt?(offset: number): Promise<Buffer | undefined>;
 }
 
 /** One request made by `Session.prepare`: `messages` messages in `data`. */
@@ -116,12 +120,27 @@ export async function produce(session: Session, payloads: Payloads, count: numbe
  */
 export async function producePrepared(session: Session, payloads: Payloads, count: number, window: number): Promise<ProduceResult> {
   if (!session.prepare || !session.sendPrepared) throw new TypeError('this target has no prepared batch path');
+  return sendPreparedBatches(session, prepareMessages(session, payloads, count), window);
+}
+
+/** Messages 0..count-1, made and split into the session's batches (untimed). */
+export function prepareMessages(session: Session, payloads: Payloads, count: number): PreparedBatch[] {
+  if (!session.prepare) throw new TypeError('this target has no prepared batch path');
   const bodies: Buffer[] = [];
   for (let i = 0; i < count; i++) bodies.push(payloads.make(i, epochMs()));
   const batches = session.prepare(bodies);
   const prepared = batches.reduce((n, b) => n + b.messages, 0);
   if (prepared !== count) throw new TypeError(`prepare() put ${prepared} of ${count} messages in batches`);
-  bodies.length = 0;
+  return batches;
+}
+
+/**
+ * The timed half of producePrepared: sends `batches` (from prepareMessages, on this session or on
+ * another whose sendPrepared takes the same data, as every log target's encoded record batches)
+ * with at most `window` messages unacknowledged.
+ */
+export async function sendPreparedBatches(session: Session, batches: readonly PreparedBatch[], window: number): Promise<ProduceResult> {
+  if (!session.sendPrepared) throw new TypeError('this target has no prepared batch path');
   let inflight = 0;
   let failed: unknown;
   let wake: (() => void) | undefined;

@@ -90,7 +90,7 @@ export async function measureTarget(ctx: BenchContext, t: Target, size: number, 
 }
 
 /** Opens a fresh destination, runs `fn`, and deletes the destination whatever happened. */
-async function withSession(t: Target, runId: string, what: string, mode: RunMode, fn: (session: Session) => Promise<void>): Promise<void> {
+export async function withSession(t: Target, runId: string, what: string, mode: RunMode, fn: (session: Session) => Promise<void>): Promise<void> {
   const name = destName(runId, what);
   const session = await t.open(name, mode);
   try {
