@@ -42,6 +42,9 @@ const ComponentNode = memo(function ComponentNode({ data }: NodeProps<ComponentF
       </div>
       <div className="flow-node-status">{live?.status ?? '…'}</div>
       <Handle type="source" position={vertical ? Position.Bottom : Position.Right} isConnectable={false} />
+      {/* For edges that skip columns (clients straight to the balancer): routed around the nodes, not through them. */}
+      <Handle id="skip-out" type="source" position={vertical ? Position.Right : Position.Bottom} isConnectable={false} />
+      <Handle id="skip-in" type="target" position={vertical ? Position.Right : Position.Bottom} isConnectable={false} />
     </div>
   );
 });
@@ -80,14 +83,20 @@ function strokeWidth(rate: number): number {
   return 1 + Math.min(4, Math.log10(1 + rate));
 }
 
+/** An edge that jumps this many columns or more would cross the nodes between: it goes around them. */
+const SKIP_COLUMNS = 3;
+
 function edgesOf(hello: Hello, frame: Frame | null): Edge[] {
+  const column = new Map(hello.nodes.map((n) => [n.id, n.column]));
   return hello.edges.map((e) => {
     const rate = frame?.edges[e.id] ?? 0;
     const live = rate > 0;
+    const skips = Math.abs((column.get(e.to) ?? 0) - (column.get(e.from) ?? 0)) >= SKIP_COLUMNS;
     return {
       id: e.id,
       source: e.from,
       target: e.to,
+      ...(skips ? { sourceHandle: 'skip-out', targetHandle: 'skip-in', type: 'smoothstep', pathOptions: { offset: 64 } } : {}),
       label: fmtRate(rate),
       animated: live,
       className: live ? 'flow-edge-live' : 'flow-edge-idle',
