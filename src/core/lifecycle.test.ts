@@ -266,7 +266,7 @@ describe('runUntilSignal', () => {
           },
         },
       ],
-      { exit: rec.exit, signals: [SIG], drainTimeoutMs: 600_000 },
+      { exit: rec.exit, signals: [SIG], drainTimeoutMs: 600_000, repeatWindowMs: 0 },
     );
     t.after(dispose);
     process.emit(SIG, SIG);
@@ -275,6 +275,28 @@ describe('runUntilSignal', () => {
     assert.equal(await within(rec.next, 5000, 'exit'), 130);
     process.emit(SIG, SIG); // after exit, further signals are ignored
     assert.deepEqual(rec.codes, [130]);
+  });
+
+  test('one Ctrl-C delivered twice (the terminal and npm both send it) drains; a second press after the window forces the exit', { timeout: 10_000 }, async (t) => {
+    let release!: () => void;
+    const rec = exitRecorder();
+    const dispose = runUntilSignal([{ close: () => new Promise<void>((r) => (release = r)) }], { exit: rec.exit, signals: [SIG], drainTimeoutMs: 600_000, repeatWindowMs: 200 });
+    t.after(dispose);
+    process.emit(SIG, SIG);
+    process.emit(SIG, SIG); // the same press, again at once
+    await new Promise((r) => setTimeout(r, 50));
+    assert.deepEqual(rec.codes, [], 'still draining');
+    release();
+    assert.equal(await within(rec.next, 5000, 'exit'), 0, 'drained and exited 0');
+
+    const rec2 = exitRecorder();
+    const dispose2 = runUntilSignal([{ close: () => new Promise<void>(() => {}) }], { exit: rec2.exit, signals: [SIG], drainTimeoutMs: 600_000, repeatWindowMs: 200 });
+    t.after(dispose2);
+    dispose();
+    process.emit(SIG, SIG);
+    await new Promise((r) => setTimeout(r, 300));
+    process.emit(SIG, SIG); // a real second press
+    assert.equal(await within(rec2.next, 5000, 'exit'), 130);
   });
 
   test('a drain longer than drainTimeoutMs exits 1', { timeout: 10_000 }, async (t) => {

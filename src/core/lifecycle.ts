@@ -180,14 +180,21 @@ export interface RunUntilSignalOptions {
   exit?: (code: number) => void;
   /** Signals that start a shutdown. Default SIGINT and SIGTERM. */
   signals?: NodeJS.Signals[];
+  /**
+   * The same signal again within this many ms of the first is the same request, not a second one.
+   * One Ctrl-C under `npm start` arrives twice: the terminal sends SIGINT to the whole foreground
+   * process group, and npm forwards the one it got to its child. Default 1000 ms.
+   */
+  repeatWindowMs?: number;
 }
 
 export const DEFAULT_SHUTDOWN_TIMEOUT_MS = 15_000;
 
 /**
  * Closes `handles` on the first SIGINT/SIGTERM and exits 0 (1 if a close failed or the drain took
- * longer than `drainTimeoutMs`). A second signal exits at once with 130. Returns a disposer that
- * removes the signal handlers.
+ * longer than `drainTimeoutMs`). A second signal exits at once with 130, unless it is the first one
+ * again within `repeatWindowMs` (one Ctrl-C delivered twice). Returns a disposer that removes the
+ * signal handlers.
  */
 export function runUntilSignal(
   handles: ReadonlyArray<{ close(): Promise<void> }>,
@@ -197,7 +204,9 @@ export function runUntilSignal(
   const drainTimeoutMs = checkDrain(opts.drainTimeoutMs ?? DEFAULT_SHUTDOWN_TIMEOUT_MS, 'drainTimeoutMs');
   const exit = opts.exit ?? ((code: number): void => process.exit(code));
   const signals = opts.signals ?? ['SIGINT', 'SIGTERM'];
+  const repeatWindowMs = checkDrain(opts.repeatWindowMs ?? 1000, 'repeatWindowMs');
   let state: 'running' | 'draining' | 'exited' = 'running';
+  let first: { signal: NodeJS.Signals; at: number } | undefined;
   let timer: NodeJS.Timeout | undefined;
 
   const exitOnce = (code: number): void => {
@@ -210,11 +219,16 @@ export function runUntilSignal(
   const onSignal = (signal: NodeJS.Signals): void => {
     if (state === 'exited') return;
     if (state === 'draining') {
+      if (first !== undefined && signal === first.signal && performance.now() - first.at < repeatWindowMs) {
+        log?.debug({ signal }, 'the same signal again at once (delivered twice, as under npm): ignored');
+        return;
+      }
       log?.warn({ signal }, 'second signal, exiting without waiting for the drain');
       exitOnce(130);
       return;
     }
     state = 'draining';
+    first = { signal, at: performance.now() };
     // close() is called before the log line so that, once the line is out, no listener accepts.
     const closing = handles.map((h) => {
       try {
