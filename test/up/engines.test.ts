@@ -8,14 +8,12 @@
  * with the command to start a service when it is absent; under CI=true an absent service fails.
  */
 import assert from 'node:assert/strict';
-import { test, type TestContext } from 'node:test';
-import pg from 'pg';
+import { test } from 'node:test';
 import { openDriver } from '../../src/queue/index.js';
 import { startUp } from '../../src/up/runner.js';
+import { ownSchema } from '../support/postgres.js';
 import { needService, NATS, POSTGRES, RABBITMQ, REDIS } from '../support/services.js';
 import { probe, smallTopology, tempDir, waitFor } from './helpers.js';
-
-const PG_URL = process.env.ARCHLAB_TEST_POSTGRES ?? 'postgres://postgres@127.0.0.1:5432/test';
 
 async function firstSkip(...specs: Parameters<typeof needService>[0][]): Promise<string | false> {
   for (const s of specs) {
@@ -23,19 +21,6 @@ async function firstSkip(...specs: Parameters<typeof needService>[0][]): Promise
     if (skip !== false) return skip;
   }
   return false;
-}
-
-/** A schema of this run's own in the test database; its URL (search_path) and its drop at the end. */
-async function ownSchema(t: TestContext, name: string): Promise<{ url: string; admin: pg.Client; schema: string }> {
-  const schema = `archlab_up_${name}_${process.pid}`;
-  const admin = new pg.Client({ connectionString: PG_URL });
-  await admin.connect();
-  await admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE; CREATE SCHEMA ${schema}`);
-  t.after(async () => {
-    await admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
-    await admin.end();
-  });
-  return { url: `${PG_URL}${PG_URL.includes('?') ? '&' : '?'}options=${encodeURIComponent(`-c search_path=${schema}`)}`, admin, schema };
 }
 
 async function order(balancerUrl: string, productId: number, key: string): Promise<number> {
@@ -52,7 +37,7 @@ for (const queue of ['rabbitmq', 'nats'] as const) {
   const broker = queue === 'rabbitmq' ? RABBITMQ : NATS;
   test(`engines Redis + PostgreSQL + ${queue}: reads, orders, events and the shared cache on the real services`, { skip: await firstSkip(REDIS, POSTGRES, broker), timeout: 60_000 }, async (t) => {
     const dir = tempDir(t);
-    const { url, admin, schema } = await ownSchema(t, queue);
+    const { url, admin, schema } = await ownSchema(t, `archlab_up_${queue}`);
     const topic = `archlab-up-test-${queue}-${process.pid}`;
     // The run's queue (a RabbitMQ queue, a JetStream stream) is removed from the broker at the end.
     t.after(async () => {

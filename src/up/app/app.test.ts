@@ -3,9 +3,9 @@ import { randomUUID } from 'node:crypto';
 import * as http from 'node:http';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
-import pg from 'pg';
 import { STRATEGIES, type StrategyName } from '../../cache/index.js';
 import { ArchlabError, listen, SeededRandom } from '../../core/index.js';
+import { ownSchema } from '../../../test/support/postgres.js';
 import { needService, POSTGRES, REDIS } from '../../../test/support/services.js';
 import { tempDir } from '../../../test/up/helpers.js';
 import { startPayments } from '../payments.js';
@@ -402,7 +402,6 @@ test('Idempotency-Key with payments: a repeat authorizes nothing; two requests w
 });
 
 const pgSkip = await needService(POSTGRES);
-const PG_URL = process.env.ARCHLAB_TEST_POSTGRES ?? 'postgres://postgres@127.0.0.1:5432/test';
 
 /** Two app instances sharing one database; requests with one key race across both. */
 async function twoInstancesRace(t: TestContext, database: DemoAppOptions['database']): Promise<void> {
@@ -426,13 +425,6 @@ test('Idempotency-Key across two instances on one SQLite file: one order per key
 });
 
 test('Idempotency-Key across two instances on PostgreSQL: the unique constraint decides, one order per key', { skip: pgSkip }, async (t) => {
-  const schema = `archlab_app_keys_${process.pid}`;
-  const admin = new pg.Client({ connectionString: PG_URL });
-  await admin.connect();
-  await admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE; CREATE SCHEMA ${schema}`);
-  t.after(async () => {
-    await admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
-    await admin.end();
-  });
-  await twoInstancesRace(t, { engine: 'postgres', url: `${PG_URL}${PG_URL.includes('?') ? '&' : '?'}options=${encodeURIComponent(`-c search_path=${schema}`)}` });
+  const { url } = await ownSchema(t, 'archlab_app_keys');
+  await twoInstancesRace(t, { engine: 'postgres', url });
 });

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import pg from 'pg';
 import { isArchlabError, SeededRandom } from '../../core/index.js';
 import { needService, POSTGRES } from '../../../test/support/services.js';
+import { ownSchema } from '../../../test/support/postgres.js';
 import { generateCatalogue } from './data.js';
 import { openPostgresCatalogue, openSqliteCatalogue, SEARCH_SQL, type CatalogueDb } from './db.js';
 
@@ -124,20 +124,11 @@ test('SQLite: seed, read, search, orders in a transaction, updates', async (t) =
 });
 
 const pgSkip = await needService(POSTGRES);
-const PG_URL = process.env.ARCHLAB_TEST_POSTGRES ?? 'postgres://postgres@127.0.0.1:5432/test';
 
 test('PostgreSQL: the same behaviour, in a schema of its own', { skip: pgSkip }, async (t) => {
-  const schema = `archlab_up_test_${process.pid}`;
-  const admin = new pg.Client({ connectionString: PG_URL });
-  await admin.connect();
-  await admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE; CREATE SCHEMA ${schema}`);
-  const url = `${PG_URL}${PG_URL.includes('?') ? '&' : '?'}options=${encodeURIComponent(`-c search_path=${schema}`)}`;
+  const { url } = await ownSchema(t, 'archlab_up_test');
   const db = openPostgresCatalogue({ url });
-  t.after(async () => {
-    await db.close();
-    await admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
-    await admin.end();
-  });
+  t.after(() => db.close());
   await db.init();
   await db.init();
   await conformance(db);
