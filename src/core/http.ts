@@ -101,3 +101,26 @@ export function httpDate(): string {
   }
   return dateValue;
 }
+
+/** A body that can be read as chunks and torn down (an undici response body, a node Readable). */
+export interface ChunkedBody extends AsyncIterable<Buffer> {
+  destroy(): unknown;
+}
+
+/**
+ * Reads `body` whole if it holds at most `maxBytes`; null when it holds more, in which case reading
+ * stops there and the body is destroyed (the caller says why in its own typed error).
+ */
+export async function readAtMost(body: ChunkedBody, maxBytes: number): Promise<Buffer | null> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body) {
+    size += chunk.length;
+    if (size > maxBytes) {
+      body.destroy();
+      return null;
+    }
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks, size);
+}

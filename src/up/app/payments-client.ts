@@ -23,6 +23,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { Pool, ProxyAgent, type Dispatcher } from 'undici';
+import { readAtMost } from '../../core/http.js';
 import { InvalidArgumentError } from '../../core/index.js';
 import { AppError } from './errors.js';
 
@@ -198,17 +199,9 @@ export class PaymentsClient {
 
 /** The answer's body as text, at most MAX_ANSWER_BYTES (more is an error). */
 async function readAnswer(res: Dispatcher.ResponseData): Promise<string> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of res.body as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > MAX_ANSWER_BYTES) {
-      res.body.destroy();
-      throw new AppError('ARCHLAB_APP_PAYMENT_FAILED', `payments answered more than ${MAX_ANSWER_BYTES} bytes`);
-    }
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks, size).toString('utf8');
+  const body = await readAtMost(res.body, MAX_ANSWER_BYTES);
+  if (body === null) throw new AppError('ARCHLAB_APP_PAYMENT_FAILED', `payments answered more than ${MAX_ANSWER_BYTES} bytes`);
+  return body.toString('utf8');
 }
 
 function parseJson(text: string): unknown {

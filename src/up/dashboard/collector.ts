@@ -15,6 +15,7 @@ import { Agent, request } from 'undici';
 import { ALGORITHM_NAMES } from '../../balancer/index.js';
 import { STRATEGIES } from '../../cache/index.js';
 import type { CdnStats } from '../../cdn/index.js';
+import { readAtMost } from '../../core/http.js';
 import { InvalidArgumentError, type Logger } from '../../core/index.js';
 import type { UpHandle } from '../runner.js';
 import { buildFrame, buildGraph, type NewEvent, type PoolReading, type RawReading } from './frame.js';
@@ -180,19 +181,10 @@ export class Collector {
       headers: token === undefined ? {} : { authorization: `Bearer ${token}` },
       signal: AbortSignal.timeout(this.timeoutMs),
     });
-    const chunks: Buffer[] = [];
-    let size = 0;
-    for await (const chunk of res.body as AsyncIterable<Buffer>) {
-      size += chunk.length;
-      if (size > this.maxBytes) {
-        res.body.destroy();
-        throw new InvalidArgumentError(`${url} answered more than ${this.maxBytes} bytes`);
-      }
-      chunks.push(chunk);
-    }
-    const text = Buffer.concat(chunks).toString('utf8');
+    const body = await readAtMost(res.body, this.maxBytes);
+    if (body === null) throw new InvalidArgumentError(`${url} answered more than ${this.maxBytes} bytes`);
     if (res.statusCode !== 200) throw new InvalidArgumentError(`${url} answered ${res.statusCode}`);
-    return text;
+    return body.toString('utf8');
   }
 
   private async read(): Promise<RawReading> {
