@@ -56,6 +56,7 @@ export {
   createRegistry,
   startAdminServer,
   readBody,
+  readJsonBody,
   sendJson,
   sendError,
   HttpError,

@@ -167,6 +167,16 @@ export function readBody(req: http.IncomingMessage, maxBytes: number): Promise<B
   });
 }
 
+/** Reads a JSON body of at most maxBytes: 413 HttpError when bigger, 400 when it is not JSON. */
+export async function readJsonBody(req: http.IncomingMessage, maxBytes: number): Promise<unknown> {
+  const body = await readBody(req, maxBytes);
+  try {
+    return JSON.parse(body.toString('utf8')) as unknown;
+  } catch (err) {
+    throw new HttpError(400, 'ARCHLAB_BAD_REQUEST', `request body is not JSON: ${(err as Error).message}`);
+  }
+}
+
 /**
  * Starts the admin HTTP server. `/metrics` and `/healthz` are open (scrapers and orchestrators
  * do not carry tokens); every other path needs `Authorization: Bearer <token>` when a token is set,
@@ -271,14 +281,7 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<Server
     }
     const ctx: AdminRouteContext = {
       readBody: () => readBody(req, maxBodyBytes),
-      readJson: async () => {
-        const body = await readBody(req, maxBodyBytes);
-        try {
-          return JSON.parse(body.toString('utf8')) as unknown;
-        } catch (err) {
-          throw new HttpError(400, 'ARCHLAB_BAD_REQUEST', `request body is not JSON: ${(err as Error).message}`);
-        }
-      },
+      readJson: () => readJsonBody(req, maxBodyBytes),
     };
     if (routes !== undefined && (await routes(req, res, url, ctx))) return;
     sendError(res, 404, 'ARCHLAB_NOT_FOUND', `no admin route ${req.method} ${url.pathname}`);

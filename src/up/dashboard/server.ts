@@ -20,7 +20,7 @@ import * as http from 'node:http';
 import { dirname, extname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
-import { ArchlabError, HttpError, InvalidArgumentError, isArchlabError, listen, readBody, sendError, sendJson, type ServerHandle } from '../../core/index.js';
+import { ArchlabError, HttpError, InvalidArgumentError, isArchlabError, listen, readJsonBody, sendError, sendJson, type ServerHandle } from '../../core/index.js';
 import type { UpHandle } from '../runner.js';
 import { Collector, type CollectorOptions } from './collector.js';
 import type { Control, ControlResult, Frame } from './protocol.js';
@@ -236,14 +236,7 @@ export async function startDashboard(up: UpHandle, opts: DashboardOptions = {}):
     if (type !== 'application/json') throw new HttpError(415, 'ARCHLAB_UNSUPPORTED_MEDIA_TYPE', 'a control is JSON: send Content-Type: application/json');
     const origin = req.headers.origin;
     if (origin !== undefined && origin !== `http://${req.headers.host ?? ''}`) throw new HttpError(403, 'ARCHLAB_FORBIDDEN', `controls are taken from this dashboard's own page only, not from ${origin}`);
-    const body = await readBody(req, MAX_CONTROL_BYTES);
-    let json: unknown;
-    try {
-      json = JSON.parse(body.toString('utf8'));
-    } catch {
-      throw new HttpError(400, 'ARCHLAB_BAD_REQUEST', 'the body is not JSON');
-    }
-    const parsed = zControl.safeParse(json);
+    const parsed = zControl.safeParse(await readJsonBody(req, MAX_CONTROL_BYTES));
     if (!parsed.success) {
       const issue = parsed.error.issues[0]!;
       throw new HttpError(400, 'ARCHLAB_INVALID_ARGUMENT', `${issue.path.join('.') || 'body'}: ${issue.message}`);
@@ -276,7 +269,7 @@ export async function startDashboard(up: UpHandle, opts: DashboardOptions = {}):
       if (err instanceof HttpError) {
         if (err.status === 405) res.setHeader('Allow', url.pathname === '/api/control' ? 'POST' : 'GET, HEAD');
         sendError(res, err.status, err.code, err.message);
-      } else if (isArchlabError(err) && (err.code === 'ARCHLAB_INVALID_ARGUMENT' || err instanceof InvalidArgumentError)) {
+      } else if (isArchlabError(err, 'ARCHLAB_INVALID_ARGUMENT')) {
         sendError(res, 400, err.code, err.message);
       } else if (err instanceof ArchlabError) {
         sendError(res, 409, err.code, err.message);
