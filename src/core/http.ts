@@ -124,3 +124,15 @@ export async function readAtMost(body: ChunkedBody, maxBytes: number): Promise<B
   }
   return Buffer.concat(chunks, size);
 }
+
+/** The head of a Server-Sent Events response (no caching, and no buffering by a proxy in front). */
+export const SSE_HEADERS: Readonly<Record<string, string>> = {
+  'Content-Type': 'text/event-stream; charset=utf-8',
+  'Cache-Control': 'no-store',
+  'X-Accel-Buffering': 'no',
+};
+
+/** One Server-Sent Event, its data as one line of JSON. Build it once to send it to many streams. */
+export function sseEvent(event: string, data: unknown, id?: string): string {
+  return `${id === undefined ? '' : `id: ${id}\n`}event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
+}

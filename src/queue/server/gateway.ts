@@ -27,6 +27,7 @@
 import { timingSafeEqual } from 'node:crypto';
 import * as http from 'node:http';
 import type { Logger } from 'pino';
+import { SSE_HEADERS, sseEvent } from '../../core/http.js';
 import { isArchlabError } from '../../core/errors.js';
 import { listen, type ServerAddress, type ServerHandle } from '../../core/lifecycle.js';
 import { HttpError, readBody, sendError, sendJson } from '../../core/metrics.js';
@@ -213,18 +214,13 @@ export async function startGateway(o: GatewayOptions): Promise<GatewayHandle> {
     if (counters.sseClients >= config.maxSseClients) {
       throw new HttpError(503, 'ARCHLAB_QUEUE_LIMIT', `at most ${config.maxSseClients} SSE streams at once`);
     }
-    res.writeHead(200, {
-      'Content-Type': 'text/event-stream; charset=utf-8',
-      'Cache-Control': 'no-store',
-      Connection: 'keep-alive',
-      'X-Accel-Buffering': 'no',
-    });
+    res.writeHead(200, { ...SSE_HEADERS, Connection: 'keep-alive' });
     res.write(': archlab queue stream\n\n');
   };
 
   /** Writes an SSE event; resolves once the socket took it (or at once when it has room). */
   const writeEvent = (res: http.ServerResponse, event: string, id: string | undefined, data: unknown): Promise<void> => {
-    const text = `${id === undefined ? '' : `id: ${id}\n`}event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
+    const text = sseEvent(event, data, id);
     return new Promise<void>((resolve) => {
       if (res.writableEnded || res.destroyed) {
         resolve();

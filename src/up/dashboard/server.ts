@@ -20,6 +20,7 @@ import * as http from 'node:http';
 import { dirname, extname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
+import { SSE_HEADERS, sseEvent } from '../../core/http.js';
 import { ArchlabError, HttpError, InvalidArgumentError, isArchlabError, listen, readJsonBody, sendError, sendJson, type ServerHandle } from '../../core/index.js';
 import type { UpHandle } from '../runner.js';
 import { Collector, type CollectorOptions } from './collector.js';
@@ -185,16 +186,19 @@ export async function startDashboard(up: UpHandle, opts: DashboardOptions = {}):
 
   const collector = new Collector(up, opts);
   const streams = new Set<http.ServerResponse>();
-  const writeEvent = (res: http.ServerResponse, event: string, data: unknown): void => {
+  /** Writes an event built by sseEvent(); a client that does not read is cut instead. */
+  const writeEvent = (res: http.ServerResponse, text: string): void => {
     if (res.writableLength > MAX_QUEUED_STREAM_BYTES) {
       logger?.warn('dashboard: a stream client does not read; cut');
       res.destroy();
       return;
     }
-    res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+    res.write(text);
   };
   collector.subscribe((frame: Frame) => {
-    for (const res of streams) writeEvent(res, 'frame', frame);
+    if (streams.size === 0) return;
+    const text = sseEvent('frame', frame);
+    for (const res of streams) writeEvent(res, text);
   });
 
   const serveStatic = (req: http.IncomingMessage, res: http.ServerResponse, path: string): void => {
@@ -222,11 +226,11 @@ export async function startDashboard(up: UpHandle, opts: DashboardOptions = {}):
       sendError(res, 503, 'ARCHLAB_BUSY', `${maxStreams} dashboard streams are open already`, { 'Retry-After': '5' });
       return;
     }
-    res.writeHead(200, { 'Content-Type': 'text/event-stream; charset=utf-8', 'Cache-Control': 'no-store', 'X-Accel-Buffering': 'no' });
+    res.writeHead(200, SSE_HEADERS);
     req.socket.setTimeout(0);
     req.socket.setNoDelay(true);
     res.write(`retry: 2000\n\n`);
-    writeEvent(res, 'hello', collector.hello());
+    writeEvent(res, sseEvent('hello', collector.hello()));
     streams.add(res);
     res.once('close', () => streams.delete(res));
   };
