@@ -1,11 +1,10 @@
 /** `archlab up` as a command: a broken topology fails before starting anything; Ctrl-C stops everything and exits 0. */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { runCli } from '../../src/cli/test-helpers.js';
-import { probe, tempDir } from './helpers.js';
+import { probe, spawnTsx, tempDir } from './helpers.js';
 
 const main = join(import.meta.dirname, '..', '..', 'src', 'cli', 'main.ts');
 
@@ -45,29 +44,9 @@ test('archlab up: prints the table, and Ctrl-C (SIGINT) stops everything, exits 
     file,
     ['name: small', 'dataDir: data', 'cdn: { regions: [{ name: eu }] }', 'app: { instances: 2, data: { products: 40, users: 4 } }', 'queue: { worker: { work: 1ms } }', ''].join('\n'),
   );
-  const child = spawn(process.execPath, ['--import', 'tsx', main, 'up', '--topology', file], { stdio: ['ignore', 'pipe', 'pipe'] });
-  t.after(() => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  });
-  let out = '';
-  let err = '';
-  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-  const exited = new Promise<{ code: number | null; signal: string | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new assert.AssertionError({ message: `no table within 30 s; stdout: ${out}\nstderr: ${err}` })), 30_000);
-    const check = (): void => {
-      if (/Ctrl-C stops everything/.test(out)) {
-        clearTimeout(timer);
-        resolve();
-      }
-    };
-    child.stdout.on('data', check);
-    void exited.then(() => {
-      clearTimeout(timer);
-      reject(new assert.AssertionError({ message: `exited before printing the table; stdout: ${out}\nstderr: ${err}` }));
-    });
-  });
+  const up = spawnTsx(t, main, ['up', '--topology', file]);
+  await up.waitForOut(/Ctrl-C stops everything/, 30_000, 'table');
+  const out = up.out();
   assert.match(out, /^COMPONENT\s+ENGINE\s+URL\s+STATE$/m);
   for (const name of ['database', 'queue', 'worker', 'app-1', 'app-2', 'proxy', 'payments', 'balancer', 'cdn eu-1', 'cdn']) assert.match(out, new RegExp(`^${name}\\s`, 'm'));
   assert.match(out, new RegExp(`^database\\s+sqlite\\s+${join(dir, 'data', 'catalogue.db').replace(/[.]/g, '\\.')}`, 'm'), 'dataDir is relative to the topology file');
@@ -82,9 +61,8 @@ test('archlab up: prints the table, and Ctrl-C (SIGINT) stops everything, exits 
   assert.equal(r.status, 200);
   assert.equal(((await r.json()) as { id: number }).id, 3);
 
-  child.kill('SIGINT');
-  const result = await Promise.race([exited, new Promise<never>((_, reject) => setTimeout(() => reject(new assert.AssertionError({ message: `no exit within 20 s of SIGINT; stderr: ${err}` })), 20_000))]);
-  assert.deepEqual(result, { code: 0, signal: null }, err);
-  assert.match(err, /archlab up: stopped/);
+  up.child.kill('SIGINT');
+  assert.deepEqual(await up.exit(20_000, 'after SIGINT'), { code: 0, signal: null }, up.err());
+  assert.match(up.err(), /archlab up: stopped/);
   for (const p of ports) assert.equal(await probe(p), 'refused', `port ${p} released`);
 });

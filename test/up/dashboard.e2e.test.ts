@@ -11,13 +11,13 @@
  * a missing build is built first.
  */
 import assert from 'node:assert/strict';
-import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type Page } from 'playwright-core';
-import { probe, tempDir, waitFor } from './helpers.js';
+import { probe, spawnTsx, tempDir, waitFor, type CapturedChild } from './helpers.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const main = join(root, 'src/cli/main.ts');
@@ -32,31 +32,15 @@ function findChromium(): string | undefined {
 const executablePath = findChromium();
 const skip = executablePath === undefined && process.env.CI !== 'true' ? 'chromium is not installed (apt-get install chromium); the dashboard end-to-end test needs it' : false;
 
-/** Starts `archlab up --topology file` and resolves with the dashboard URL once the table is printed. */
-async function startUpProcess(file: string): Promise<{ child: ChildProcess; dashboard: string; ports: number[]; out: () => string; err: () => string; exited: Promise<{ code: number | null; signal: string | null }> }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', main, 'up', '--topology', file], { stdio: ['ignore', 'pipe', 'pipe'], cwd: root });
-  let out = '';
-  let err = '';
-  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-  const exited = new Promise<{ code: number | null; signal: string | null }>((r) => child.once('exit', (code, signal) => r({ code, signal })));
-  await new Promise<void>((resolvePromise, reject) => {
-    const timer = setTimeout(() => reject(new assert.AssertionError({ message: `no table within 40 s; stdout: ${out}\nstderr: ${err}` })), 40_000);
-    child.stdout!.on('data', () => {
-      if (/Ctrl-C stops everything/.test(out)) {
-        clearTimeout(timer);
-        resolvePromise();
-      }
-    });
-    void exited.then(() => {
-      clearTimeout(timer);
-      reject(new assert.AssertionError({ message: `up exited early; stdout: ${out}\nstderr: ${err}` }));
-    });
-  });
+/** Starts `archlab up --topology file`; once the table is printed, the dashboard URL and every port printed. */
+async function startUpProcess(t: TestContext, file: string): Promise<CapturedChild & { dashboard: string; ports: number[] }> {
+  const up = spawnTsx(t, main, ['up', '--topology', file], root);
+  await up.waitForOut(/Ctrl-C stops everything/, 40_000, 'table');
+  const out = up.out();
   const dashboard = /^dashboard (http:\/\/127\.0\.0\.1:\d+)/m.exec(out)?.[1];
   assert.ok(dashboard !== undefined, `no dashboard line: ${out}`);
   const ports = [...out.matchAll(/http:\/\/127\.0\.0\.1:(\d+)/g)].map((m) => Number(m[1]));
-  return { child, dashboard, ports: [...new Set(ports)], out: () => out, err: () => err, exited };
+  return { ...up, dashboard, ports: [...new Set(ports)] };
 }
 
 async function numberOf(page: Page, testId: string): Promise<number> {
@@ -85,10 +69,7 @@ test('the dashboard in chromium: every component on the graph, kill an instance,
       '',
     ].join('\n'),
   );
-  const up = await startUpProcess(file);
-  t.after(() => {
-    if (up.child.exitCode === null && up.child.signalCode === null) up.child.kill('SIGKILL');
-  });
+  const up = await startUpProcess(t, file);
   const browser: Browser = await chromium.launch({ executablePath, args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'] });
   t.after(() => browser.close());
   const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
@@ -164,7 +145,6 @@ test('the dashboard in chromium: every component on the graph, kill an instance,
 
   // Ctrl-C: exits 0, every port released (the dashboard's too).
   up.child.kill('SIGINT');
-  const result = await Promise.race([up.exited, new Promise<never>((_, reject) => setTimeout(() => reject(new assert.AssertionError({ message: `no exit within 20 s of SIGINT; stderr: ${up.err()}` })), 20_000))]);
-  assert.deepEqual(result, { code: 0, signal: null }, up.err());
+  assert.deepEqual(await up.exit(20_000, 'after SIGINT'), { code: 0, signal: null }, up.err());
   for (const p of up.ports) assert.equal(await probe(p), 'refused', `port ${p} released`);
 });

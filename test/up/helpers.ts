@@ -1,7 +1,9 @@
 /** Shared by the `archlab up` tests: small topologies in temp dirs, bounded waits, port probes. */
 import assert from 'node:assert/strict';
+import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import * as net from 'node:net';
+import type { Readable } from 'node:stream';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
@@ -69,4 +71,62 @@ export async function freePorts(n: number): Promise<number[]> {
   const ports = servers.map((s) => (s.address() as net.AddressInfo).port);
   await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
   return ports;
+}
+
+export interface Exit {
+  code: number | null;
+  signal: string | null;
+}
+
+/** A child process with its output captured (killed with SIGKILL when the test ends, if still running). */
+export interface CapturedChild {
+  child: ChildProcessByStdio<null, Readable, Readable>;
+  out(): string;
+  err(): string;
+  /** Resolves when the child exits. */
+  exited: Promise<Exit>;
+  /** Resolves once stdout matches `re`; fails after `timeoutMs`, or at once if the child exits first. */
+  waitForOut(re: RegExp, timeoutMs: number, what: string): Promise<void>;
+  /** The exit, failing if it takes longer than `timeoutMs`. */
+  exit(timeoutMs: number, what: string): Promise<Exit>;
+}
+
+/** `node --import tsx <script> ...args` with stdout and stderr captured. */
+export function spawnTsx(t: TestContext, script: string, args: readonly string[], cwd?: string): CapturedChild {
+  const child = spawn(process.execPath, ['--import', 'tsx', script, ...args], { stdio: ['ignore', 'pipe', 'pipe'], ...(cwd === undefined ? {} : { cwd }) });
+  t.after(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  });
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  const exited = new Promise<Exit>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  const fail = (message: string): assert.AssertionError => new assert.AssertionError({ message: `${message}; stdout: ${out}\nstderr: ${err}` });
+  return {
+    child,
+    out: () => out,
+    err: () => err,
+    exited,
+    waitForOut: (re, timeoutMs, what) =>
+      new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(fail(`no ${what} within ${timeoutMs} ms`)), timeoutMs);
+        const check = (): void => {
+          if (!re.test(out)) return;
+          clearTimeout(timer);
+          child.stdout.off('data', check);
+          resolve();
+        };
+        child.stdout.on('data', check);
+        check();
+        void exited.then(() => {
+          clearTimeout(timer);
+          reject(fail(`exited before its ${what}`));
+        });
+      }),
+    exit: (timeoutMs, what) => {
+      let timer: NodeJS.Timeout | undefined;
+      return Promise.race([exited, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(fail(`no exit within ${timeoutMs} ms ${what}`)), timeoutMs)))]).finally(() => clearTimeout(timer));
+    },
+  };
 }

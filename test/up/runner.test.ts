@@ -6,7 +6,6 @@
  */
 import assert from 'node:assert/strict';
 import Database from 'better-sqlite3';
-import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import * as http from 'node:http';
 import * as net from 'node:net';
@@ -17,7 +16,7 @@ import { isArchlabError, SeededRandom } from '../../src/core/index.js';
 import { CATEGORIES } from '../../src/up/app/index.js';
 import { startLoadGenerator } from '../../src/up/loadgen.js';
 import { startUp, type UpHandle } from '../../src/up/runner.js';
-import { freePorts, probe, sleep, smallTopology, tempDir, waitFor } from './helpers.js';
+import { freePorts, probe, sleep, smallTopology, spawnTsx, tempDir, waitFor } from './helpers.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- JSON bodies of several shapes, checked field by field
 async function call(url: string, init: RequestInit & { json?: unknown } = {}): Promise<{ status: number; body: any; headers: Headers }> {
@@ -268,23 +267,10 @@ test('a component that cannot start stops what started before it, and the error 
 test('after close() nothing keeps the process alive (a child process exits by itself)', async (t) => {
   const dir = tempDir(t);
   const script = join(import.meta.dirname, 'fixtures', 'start-close.ts');
-  const child = spawn(process.execPath, ['--import', 'tsx', script, dir], { stdio: ['ignore', 'pipe', 'pipe'] });
-  t.after(() => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  });
-  let out = '';
-  let err = '';
-  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-  const code = await new Promise<number | null>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new assert.AssertionError({ message: `the child did not exit within 30 s after close(); stdout: ${out} stderr: ${err}` })), 30_000);
-    child.once('exit', (c) => {
-      clearTimeout(timer);
-      resolve(c);
-    });
-  });
-  assert.equal(code, 0, err);
-  const lines = out.trim().split('\n');
+  const child = spawnTsx(t, script, [dir]);
+  const { code } = await child.exit(30_000, 'after close()');
+  assert.equal(code, 0, child.err());
+  const lines = child.out().trim().split('\n');
   assert.equal(lines.at(-1), 'closed');
   const ports = JSON.parse(lines[0]!) as number[];
   assert.equal(ports.length, 10);
