@@ -2,11 +2,23 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import { embeddedDriver } from '../queue/index.js';
 import { OrderWorker } from './worker.js';
 
 const event = (orderId: number): Buffer => Buffer.from(JSON.stringify({ type: 'order.placed', orderId, userId: 1, productId: 2, qty: 1, at: 0, instance: 'app-1' }));
+
+/** An embedded queue driver in a temp dir with the queue "orders" declared; closed and removed after the test. */
+async function ordersQueue(t: TestContext): Promise<Awaited<ReturnType<typeof embeddedDriver>>> {
+  const dir = mkdtempSync(join(tmpdir(), 'archlab-up-worker-'));
+  const driver = await embeddedDriver({ dataDir: dir });
+  t.after(async () => {
+    await driver.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  await driver.declareQueue('orders');
+  return driver;
+}
 
 async function until(what: string, check: () => boolean, timeoutMs = 5000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -17,13 +29,7 @@ async function until(what: string, check: () => boolean, timeoutMs = 5000): Prom
 }
 
 test('the worker consumes order events one at a time, counts them, and drops what is not an order event', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'archlab-up-worker-'));
-  const driver = await embeddedDriver({ dataDir: dir });
-  t.after(async () => {
-    await driver.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
-  await driver.declareQueue('orders');
+  const driver = await ordersQueue(t);
   const worker = new OrderWorker({ driver, queue: 'orders', workMs: 1 });
   await worker.start();
   await worker.start(); // a no-op
@@ -36,13 +42,7 @@ test('the worker consumes order events one at a time, counts them, and drops wha
 });
 
 test('stop() during the work of an event requeues it uncounted; start() consumes it once', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'archlab-up-worker-'));
-  const driver = await embeddedDriver({ dataDir: dir });
-  t.after(async () => {
-    await driver.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
-  await driver.declareQueue('orders');
+  const driver = await ordersQueue(t);
   const worker = new OrderWorker({ driver, queue: 'orders', workMs: 400 });
   await worker.start();
   await driver.publish('', 'orders', { body: event(7) });
