@@ -6,9 +6,10 @@ import { test } from 'node:test';
 import { SeededRandom, freshSeed } from '../../src/core/random.js';
 import { Log } from '../../src/queue/log/index.js';
 import { BATCH_HEADER_BYTES, encodeRecordBatch } from '../../src/queue/log/record-batch.js';
-import { BatchSizer, logTarget, splitIntoBatches, type LogClient } from './archlab-adapters.js';
+import { BatchSizer, splitIntoBatches, type LogClient } from './archlab-adapters.js';
 import { BenchCheckError, Payloads } from './payload.js';
 import { consume, produce, producePrepared, type PreparedBatch, type Session } from './runner.js';
+import { testLogTarget } from './test-helpers.js';
 
 const KiB = 1024;
 
@@ -108,19 +109,7 @@ test('the log target batches by bytes with the same window: every 1 KB message p
       return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
     },
   }) as unknown as LogClient;
-  const target = logTarget({
-    system: 'test',
-    durability: '',
-    method: '',
-    acks: 'leader',
-    batchRecords: 1000,
-    batchBytes: 64 * KiB,
-    fetchMaxWaitMs: 10,
-    fetchMaxBytes: 1 << 20,
-    commitIntervalMs: 100,
-    clients: async () => ({ producer: watched, consumer: watched }),
-    close: async () => undefined,
-  });
+  const target = testLogTarget(watched, 64 * KiB);
   const p = new Payloads(1024, 9);
   for (const prepared of [false, true]) {
     appended.length = 0;

@@ -5,8 +5,8 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import type { Results, Row } from '../harness.js';
 import { Log } from '../../src/queue/log/index.js';
-import { logTarget } from './archlab-adapters.js';
 import { diskShareChart } from './charts.js';
+import { testLogTarget } from './test-helpers.js';
 import { checkWritten, diskShare, parseShareScenario, shareScenario, spread } from './disk-share.js';
 import { BenchCheckError, Payloads } from './payload.js';
 import { DISK_METRIC, DISK_SCENARIO, report, SHARE_LABELS, targets } from './report.js';
@@ -169,19 +169,7 @@ test("batches built once go to topic after topic (the log stamps each base offse
     await log.close();
     rmSync(dir, { recursive: true, force: true });
   });
-  const target = logTarget({
-    system: 'test',
-    durability: '',
-    method: '',
-    acks: 'leader',
-    batchRecords: 1000,
-    batchBytes: 256 * 1024,
-    fetchMaxWaitMs: 10,
-    fetchMaxBytes: 1 << 20,
-    commitIntervalMs: 100,
-    clients: async () => ({ producer: log, consumer: log }),
-    close: async () => undefined,
-  });
+  const target = testLogTarget(log, 256 * 1024);
   const p = new Payloads(1024, 5);
   const builder = await target.open('share-build', 'throughput');
   const batches = prepareMessages(builder, p, 3000);
