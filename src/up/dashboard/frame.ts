@@ -148,6 +148,8 @@ export function buildFrame(
   const say = (level: NewEvent['level'], source: string, message: string): void => void events.push({ t, level, source, message });
   const dt = prev === undefined ? 0 : Math.max(0.001, (cur.t - prev.t) / 1000);
   const rate = (before: number | undefined, after: number): number => (dt === 0 ? 0 : counterDelta(before, after) / dt);
+  /** The rate of a counter read off two readings of the same thing (none before: 0). */
+  const rateBy = <T>(before: T | undefined, after: T, read: (x: T) => number): number => rate(before === undefined ? undefined : read(before), read(after));
   const s = cur.summary;
   const p = prev?.summary;
 
@@ -160,8 +162,8 @@ export function buildFrame(
   }
 
   // ---------------------------------------------------------------- clients
-  const clientFailures = (x: UpSummary['clients'] | undefined): number | undefined => (x === undefined ? undefined : x.errors + x.timeouts + x.server5xx);
-  const clientErrorRate = rate(clientFailures(p?.clients), clientFailures(s.clients)!);
+  const clientFailures = (x: UpSummary['clients']): number => x.errors + x.timeouts + x.server5xx;
+  const clientErrorRate = rateBy(p?.clients, s.clients, clientFailures);
   const clients: Frame['clients'] = {
     rate: s.clients.rate,
     baseRate: s.clients.baseRate,
@@ -169,7 +171,7 @@ export function buildFrame(
     spike: s.clients.spike,
     errorRate: clientErrorRate,
     issued: s.clients.issued,
-    errors: clientFailures(s.clients)!,
+    errors: clientFailures(s.clients),
     inFlight: s.clients.inFlight,
     dropped: s.clients.dropped,
     p50Ms: s.clients.p50Ms,
@@ -223,8 +225,7 @@ export function buildFrame(
   const appRate = (app: string, name: string, match: Record<string, string> = {}): number => {
     const now = cur.apps.get(app);
     if (now === undefined) return 0;
-    const before = prev?.apps.get(app);
-    return rate(before === undefined ? undefined : sumOf(before, name, match), sumOf(now, name, match));
+    return rateBy(prev?.apps.get(app), now, (samples) => sumOf(samples, name, match));
   };
   const appNames = cur.components.filter((c) => c.kind === 'app').map((c) => c.name);
   let hitRate = 0;
@@ -281,27 +282,25 @@ export function buildFrame(
   const c = cur.cdn;
   const pc = prev?.cdn;
   type Counts = Pick<CdnStats['edges'], 'hits' | 'stale' | 'misses' | 'revalidated' | 'passes'>;
-  const edgeHits = (x: Counts | undefined): number | undefined => (x === undefined ? undefined : x.hits + x.stale);
-  const edgeLookups = (x: Counts | undefined): number | undefined => (x === undefined ? undefined : x.hits + x.stale + x.misses + x.revalidated + x.passes);
+  const hitsOf = (x: Counts): number => x.hits + x.stale;
+  const lookupsOf = (x: Counts): number => hitsOf(x) + x.misses + x.revalidated + x.passes;
+  /** Hits over lookups during the interval, of a node, a region or all edges. */
+  const hitRatioOver = (before: Counts | undefined, after: Counts): number | null => ratio(rateBy(before, after, hitsOf), rateBy(before, after, lookupsOf));
   let cdn: Frame['cdn'] = { rate: 0, hitRatio: null, hits: 0, misses: 0, missRate: 0, originOffload: null, originRate: 0, regions: [], purges: 0 };
   if (c !== undefined) {
-    const hitsRate = rate(edgeHits(pc?.edges), edgeHits(c.edges)!);
-    const lookupsRate = rate(edgeLookups(pc?.edges), edgeLookups(c.edges)!);
     const routerRate = rate(pc?.router.requests, c.router.requests);
     const originRate = rate(pc?.origin.requests, c.origin.requests);
     cdn = {
       rate: routerRate,
-      hitRatio: ratio(hitsRate, lookupsRate),
-      hits: edgeHits(c.edges)!,
+      hitRatio: hitRatioOver(pc?.edges, c.edges),
+      hits: hitsOf(c.edges),
       misses: c.edges.misses,
       missRate: rate(pc?.edges.misses, c.edges.misses),
       originOffload: routerRate > 0 ? Math.max(0, 1 - originRate / routerRate) : null,
       originRate,
       regions: c.regions.map((r) => {
         const before = pc?.regions.find((x) => x.region === r.region);
-        const h = rate(edgeHits(before), edgeHits(r)!);
-        const l = rate(edgeLookups(before), edgeLookups(r)!);
-        return { name: r.region, rate: rate(before?.requests, r.requests), hitRatio: ratio(h, l) };
+        return { name: r.region, rate: rate(before?.requests, r.requests), hitRatio: hitRatioOver(before, r) };
       }),
       purges: c.purge.count,
     };
@@ -350,8 +349,7 @@ export function buildFrame(
   set('cdn', c === undefined ? 'down' : 'up', c === undefined ? 'unreadable' : `${perSecond(cdn.rate)}, hit ${pct(cdn.hitRatio)}`);
   for (const n of c?.nodes ?? []) {
     const before = pc?.nodes.find((x) => x.name === n.name);
-    const hr = ratio(rate(edgeHits(before), edgeHits(n)!), rate(edgeLookups(before), edgeLookups(n)!));
-    set(nodeId(`cdn ${n.name}`), n.errors > (before?.errors ?? n.errors) ? 'degraded' : 'up', `${perSecond(rate(before?.requests, n.requests))}, hit ${pct(hr)}`);
+    set(nodeId(`cdn ${n.name}`), n.errors > (before?.errors ?? n.errors) ? 'degraded' : 'up', `${perSecond(rate(before?.requests, n.requests))}, hit ${pct(hitRatioOver(before, n))}`);
   }
   // A node the CDN did not report (it could not be read): shown as unknown, not as healthy.
   for (const g of graph.nodes) if ((g.kind === 'cdn-edge' || g.kind === 'cdn-shield') && nodes[g.id] === undefined) set(g.id, 'down', 'unreadable');
