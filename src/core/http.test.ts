@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
 import { test } from 'node:test';
-import { readAtMost, sseEvent } from './http.js';
+import { FieldObject, FRAMING_FIELDS, parseSimpleRequestHead, readAtMost, sseEvent } from './http.js';
 
 test('readAtMost: the whole body up to the limit; past it null, and the body is destroyed', async () => {
   const chunks = () => [Buffer.from('abc'), Buffer.from('def'), Buffer.from('g')];
@@ -15,4 +15,22 @@ test('readAtMost: the whole body up to the limit; past it null, and the body is 
 test('sseEvent: an event line, an optional id, the data as one JSON line, a blank line', () => {
   assert.equal(sseEvent('frame', { a: 'x\ny' }), 'event: frame\ndata: {"a":"x\\ny"}\n\n');
   assert.equal(sseEvent('record', 1, '42'), 'id: 42\nevent: record\ndata: 1\n\n');
+});
+
+test('parseSimpleRequestHead: field names are data: "__proto__" and "constructor" are own fields, nothing is inherited', () => {
+  const head = Buffer.from('GET /a HTTP/1.1\r\nHost: x\r\n__proto__: p\r\nConstructor: c\r\n', 'latin1');
+  const req = parseSimpleRequestHead(head, 0, head.length - 2, new Set(FRAMING_FIELDS), 10);
+  assert.ok(req);
+  assert.deepEqual(Object.keys(req.headers).sort(), ['__proto__', 'constructor', 'host']);
+  assert.equal(req.headers['__proto__'], 'p');
+  assert.equal(req.headers.constructor, 'c');
+  assert.equal('toString' in req.headers, false);
+});
+
+test('FieldObject: a fresh one has no keys and inherits nothing', () => {
+  const o = new FieldObject();
+  assert.deepEqual(Object.keys(o), []);
+  assert.equal('hasOwnProperty' in o, false);
+  o['__proto__'] = 'x';
+  assert.deepEqual(Object.keys(o), ['__proto__']);
 });

@@ -27,6 +27,15 @@ export interface SimpleRequestHead {
   headers: Record<string, string>;
 }
 
+/**
+ * Makes objects keyed by names a peer chose (header fields, cookies): nothing is inherited, not even
+ * from Object.prototype, so "__proto__" or "constructor" is only ever an own key; and they are built
+ * by a constructor, so V8 keeps fast properties (Object.create(null) gives a dictionary-mode object,
+ * 2-3x slower to fill and to copy).
+ */
+export const FieldObject = function FieldObject() {} as unknown as new <T extends object = Record<string, string>>() => T;
+FieldObject.prototype = Object.create(null) as object;
+
 /** A field name, method or other token (RFC 9110 5.6.2). */
 export const HTTP_TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 /** A character no field value may hold (RFC 9110 5.5: HTAB, SP, visible ASCII and obs-text only), as node:http checks outgoing ones. */
@@ -63,7 +72,7 @@ export function parseSimpleRequestHead(buf: Buffer, start: number, end: number, 
   const url = rest.slice(0, -9);
   if (!ORIGIN_FORM.test(url)) return undefined;
   if (lines.length - 1 > maxFields) return undefined;
-  const headers = Object.create(null) as Record<string, string>;
+  const headers = new FieldObject();
   let host: string | undefined;
   for (let i = 1; i < lines.length; i++) {
     const line = lines[i]!;

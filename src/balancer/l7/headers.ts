@@ -10,13 +10,9 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import { BlockList, isIP } from 'node:net';
 import { BalancerError } from '../errors.js';
-import { HOP_BY_HOP_HEADERS } from '../../core/http.js';
+import { FieldObject, HOP_BY_HOP_HEADERS } from '../../core/http.js';
 
 export type HeaderMap = Record<string, string | string[]>;
-
-/** Fast-property objects without Object.prototype (Object.create(null) is dictionary-mode, ~3x slower to fill). */
-const HeaderObject = function HeaderObject() {} as unknown as new () => HeaderMap;
-HeaderObject.prototype = Object.create(null);
 
 /** Hop-by-hop fields (core/http): dropped both ways, with every field `Connection` names. */
 export const HOP_BY_HOP: ReadonlySet<string> = HOP_BY_HOP_HEADERS;
@@ -34,7 +30,7 @@ export const MAX_REQUEST_ID_LENGTH = 200;
  * receive. Names come out lowercase; numbers become strings; undefined values are dropped.
  */
 export function stripHopByHop(headers: IncomingHttpHeaders | OutgoingHttpHeaders): HeaderMap {
-  const out = new HeaderObject();
+  const out = new FieldObject<HeaderMap>();
   let connection: string | string[] | undefined;
   for (const key in headers) {
     const value = headers[key];
@@ -219,7 +215,7 @@ function addForwarding(headers: HeaderMap, incoming: IncomingHttpHeaders, info: 
  * tunnel can open. `forwarded` is not modified.
  */
 export function upgradeHeaders(incoming: IncomingHttpHeaders, forwarded: HeaderMap): HeaderMap {
-  const headers = Object.assign(new HeaderObject(), forwarded);
+  const headers = Object.assign(new FieldObject<HeaderMap>(), forwarded);
   delete headers.connection;
   delete headers.upgrade;
   const upgrade = upgradeProtocol(incoming);

@@ -6,6 +6,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Headers } from '../types.js';
 import { HOP_BY_HOP_HEADERS } from '../../core/http.js';
+import { emptyHeaders } from '../policy/headers.js';
 
 /**
  * Fields that describe one connection, not the message (RFC 9110 7.6.1), plus Proxy-* (meant for the
@@ -46,9 +47,7 @@ export const FILL_DROPPED: ReadonlySet<string> = new Set(['range', 'if-range', '
 export const NOT_STORED: ReadonlySet<string> = new Set(['server-timing', 'content-length']);
 
 /** A header object that inherits nothing: names come from clients and origins, so "__proto__" must be an ordinary name. */
-export function emptyHeaders(): Headers {
-  return Object.create(null) as Headers;
-}
+export { emptyHeaders };
 
 /** The names a Connection header lists (they are hop-by-hop for that message), lower case. */
 function connectionTokens(v: string | string[] | undefined): string[] | undefined {

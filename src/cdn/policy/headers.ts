@@ -6,11 +6,11 @@
  */
 import type { Headers } from '../types.js';
 import { headerValue, splitList } from './directives.js';
-import { HOP_BY_HOP_HEADERS } from '../../core/http.js';
+import { FieldObject, HOP_BY_HOP_HEADERS } from '../../core/http.js';
 
-/** A header object that inherits nothing. */
+/** A header object that inherits nothing (core/http FieldObject). */
 export function emptyHeaders(): Headers {
-  return Object.create(null) as Headers;
+  return new FieldObject<Headers>();
 }
 
 /**
@@ -54,7 +54,7 @@ export function copyHeaders(headers: Headers, drop?: Iterable<string>): Headers 
 
 /** Request or response headers as the string-valued record http-cache-semantics reads (arrays joined). */
 export function flatHeaders(headers: Headers, drop?: ReadonlySet<string>): Record<string, string> {
-  const out = Object.create(null) as Record<string, string>;
+  const out = new FieldObject();
   for (const name of Object.keys(headers)) {
     const lower = name.toLowerCase();
     if (drop?.has(lower)) continue;

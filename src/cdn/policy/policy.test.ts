@@ -76,7 +76,8 @@ test('RFC 9111 3.2 / 5.2.2: header names from the origin are data: "__proto__" a
   const headers = JSON.parse('{"__proto__": "x", "constructor": "y", "cache-control": "max-age=60"}') as Record<string, string>;
   const { decision } = store(policy, res(headers));
   assert.equal(decision.store, true);
-  assert.equal(Object.getPrototypeOf(decision.headers), null);
+  assert.equal(Object.getPrototypeOf(Object.getPrototypeOf(decision.headers)), null, 'nothing inherited, not even Object.prototype');
+  assert.equal('toString' in decision.headers, false);
   assert.equal(decision.headers['__proto__'], 'x');
   assert.equal(decision.headers.constructor, 'y');
 });

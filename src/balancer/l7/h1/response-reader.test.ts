@@ -207,3 +207,14 @@ test('random bodies and random read boundaries: what comes out is what went in',
     assert.ok(Buffer.concat(got.body).equals(payload), `round ${round}: body differs`);
   }
 });
+
+test('a backend\'s field names are data: "__proto__" and "constructor" are own fields, nothing is inherited', () => {
+  let headers: IncomingHttpHeaders | undefined;
+  const r = new ResponseReader({ onHead: (_s, _m, h) => (headers = h), onBody: () => {}, onEnd: () => {} }, false, 1024);
+  feed(r, 'HTTP/1.1 200 OK\r\n__proto__: p\r\nConstructor: c\r\nContent-Length: 0\r\n\r\n');
+  assert.ok(headers);
+  assert.deepEqual(Object.keys(headers).sort(), ['__proto__', 'constructor', 'content-length']);
+  assert.equal(headers['__proto__'], 'p');
+  assert.equal(headers.constructor, 'c');
+  assert.equal('toString' in headers, false);
+});

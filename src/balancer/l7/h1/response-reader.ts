@@ -11,7 +11,7 @@
  * no upgrade, and bytes after the response (HTTP/1.1 responses come only when asked for).
  */
 import type { IncomingHttpHeaders } from 'node:http';
-import { HTTP_TOKEN, INVALID_FIELD_VALUE_CHAR } from '../../../core/http.js';
+import { FieldObject, HTTP_TOKEN, INVALID_FIELD_VALUE_CHAR } from '../../../core/http.js';
 
 /** What the reader found wrong, with a short reason for logs and the 502 body. */
 export class UpstreamProtocolError extends Error {
@@ -178,7 +178,7 @@ export class ResponseReader {
     const minor = m[1]!;
     const status = Number(m[2]);
     // No prototype: a backend's field named __proto__ is an ordinary field.
-    const headers = Object.create(null) as IncomingHttpHeaders;
+    const headers = new FieldObject<IncomingHttpHeaders>();
     let contentLength: number | undefined;
     let chunked = false;
     let close = minor === '0';
