@@ -6,6 +6,21 @@
  * fastify with `@fastify/reply-from` (undici). Then the added latency at half of archlab's maximum
  * rate (open loop, fixed rate), and every picking algorithm on three backends of 1, 5 and 20 ms.
  *
+ * Measured in R interleaved rounds (Settings.rounds: 3 full, 1 quick), table by table: the main
+ * table's rounds 1..R, then the half-load table's rounds 1..R, then the algorithms', then the
+ * fixed-rate algorithms'. Round k of a table measures every system of that table once, back to
+ * back in the same order, so systems compared with each other ran in the same minute of a machine
+ * whose speed swings 2x from one minute to the next. Each round's numbers are rows of scenario
+ * `${scenario} #k`; after a table's last round, one row of the plain scenario holds the median
+ * over the rounds (what the docs tables show). The targets (balancer-l7/report.ts) are judged on
+ * the median of per-round comparisons: archlab ÷ peer req/s within each round, archlab's p99 −
+ * direct's p99 within each round; the algorithms' on their median p99s, with the rounds each won.
+ * The half-load rate is half of archlab's median maximum over the main table's rounds, so it is
+ * known only once those are done: hence table by table rather than every table in each round.
+ * wrk warms each system up in round 1 only; the fixed-rate generator, a new process every time,
+ * warms up in every round. A median row is marked unreliable when any of its rounds was disturbed
+ * (report.ts, flaggedRounds); a disturbed run is repeated as before, within the extra budget.
+ *
  * Every system under test, the backends too, runs in its own process group (bench/balancer-l7/),
  * so none shares an event loop with the load generator; all are stopped at the end, even on error.
  */
@@ -16,70 +31,37 @@ import { join } from 'node:path';
 import { backendBody, type FixedRateResult } from './balancer-l7/common.js';
 import { HAPROXY_BALANCE, NGINX_BALANCE, haproxyConfig, nginxConfig, type ProxySite } from './balancer-l7/configs.js';
 import { BenchProcessError, Child, cpuSnapshot, findBinary, freePort, hasPackage, httpGet, otherCpuShare, sleep } from './balancer-l7/procs.js';
+import {
+  ALGO_OPEN_SCENARIO,
+  ALGO_SCENARIO,
+  CONNECTIONS,
+  FULL,
+  HALF_SCENARIO,
+  MACHINE,
+  MAX_ERROR_SHARE,
+  MAX_OTHER_CPU,
+  QUICK,
+  SCENARIO,
+  SYSTEMS,
+  ZERO_WHEN_ABSENT,
+  report,
+  targets,
+  type Settings,
+} from './balancer-l7/report.js';
+import { medianRows, roundScenario, spreadOf } from './balancer-l7/rounds.js';
 import { errorCount, runWrk, type WrkResult } from './balancer-l7/wrk.js';
-import { ROOT, find, format, table, type Bench, type BenchContext, type Results } from './harness.js';
+import { ROOT, median, type Bench, type BenchContext, type Row } from './harness.js';
 
-const CONNECTIONS = 50;
-export const SCENARIO = `GET 64B, ${CONNECTIONS} conns`;
-export const HALF_SCENARIO = 'GET 64B, half load';
-export const ALGO_SCENARIO = 'three backends 1/5/20 ms';
-/** The same backends at a fixed rate well under every balancer's capacity (full runs). */
-export const ALGO_OPEN_SCENARIO = 'three backends 1/5/20 ms, fixed rate';
 const DELAYS = { fast: 1, medium: 5, slow: 20 } as const;
 type Speed = keyof typeof DELAYS;
 const SPEEDS = Object.keys(DELAYS) as Speed[];
-
-/** The systems of the main table, in the order measured and shown. */
-export const SYSTEMS = {
-  direct: 'direct',
-  archlab: 'archlab',
-  cluster: 'archlab cluster x2',
-  nginx: 'nginx (1 worker)',
-  haproxy: 'haproxy (1 thread)',
-  httpProxy: 'http-proxy',
-  replyFrom: '@fastify/reply-from',
-} as const;
 
 const ARCHLAB_ALGORITHMS = ['round-robin', 'least-connections', 'p2c', 'peak-ewma'] as const;
 /** Measured in full runs only (quick must stay under a minute). */
 const ARCHLAB_ALGORITHMS_FULL = ['random'] as const;
 
-/** A share of requests with errors above this voids a run's numbers (they are kept, flagged). */
-const MAX_ERROR_SHARE = 0.001;
-/** Share of the machine's CPUs that processes outside the bench may take before a run is flagged (and, in full runs, repeated). */
-const MAX_OTHER_CPU = 0.1;
 /** The fixed-rate generator's timer fires ~1 ms late as a rule; later than this (p99) is noted. */
 const MAX_GENERATOR_LATE_MS = 5;
-
-interface Settings {
-  /** wrk runs, whole seconds (wrk takes no fractions). */
-  warmupS: number;
-  durationS: number;
-  /** Measured seconds per algorithm in the three-backend table. */
-  algoDurationS: number;
-  /** Longest wait for other processes to leave the CPUs alone before each measurement (0: don't wait). */
-  quietWaitS: number;
-  /** Timed runs per measurement at most: a run disturbed by other processes is repeated. */
-  attempts: number;
-  /** Total seconds the whole bench may spend waiting for quiet and repeating disturbed runs. */
-  extraBudgetS: number;
-  threads: number;
-  fixedWarmupS: number;
-  fixedDurationS: number;
-  /** Open-loop rate for the algorithm table at a fixed rate, req/s; 0 leaves that table out. */
-  algoOpenRate: number;
-  algoOpenWarmupS: number;
-  algoOpenDurationS: number;
-}
-
-const QUICK: Settings = {
-  warmupS: 1, durationS: 3, algoDurationS: 2, quietWaitS: 0, attempts: 1, extraBudgetS: 0, threads: 1,
-  fixedWarmupS: 0.5, fixedDurationS: 2, algoOpenRate: 0, algoOpenWarmupS: 0, algoOpenDurationS: 0,
-};
-const FULL: Settings = {
-  warmupS: 2, durationS: 10, algoDurationS: 6, quietWaitS: 10, attempts: 2, extraBudgetS: 60, threads: 1,
-  fixedWarmupS: 2, fixedDurationS: 8, algoOpenRate: 1000, algoOpenWarmupS: 2, algoOpenDurationS: 6,
-};
 
 /** A running system: where to send requests, and the process group to charge CPU to. */
 interface Target {
@@ -98,6 +80,8 @@ class Run {
   /** Left of Settings.extraBudgetS, in ms. */
   private extraLeftMs: number;
   readonly dir = mkdtempSync(join(tmpdir(), 'archlab-bench-l7-'));
+  /** Every row written so far: the per-round rows the median rows are computed from. */
+  private readonly rows: Row[] = [];
 
   constructor(
     readonly ctx: BenchContext,
@@ -149,6 +133,17 @@ class Run {
   async stopAll(): Promise<void> {
     await Promise.all(this.children.map((c) => c.stop()));
     rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  /** Writes a row (to the results and to this run's record). */
+  row(row: Row): void {
+    this.rows.push(row);
+    this.ctx.row(row);
+  }
+
+  /** After a table's last round: one row per (system, metric) of `scenario` with the median over its rounds. */
+  medians(scenario: string): void {
+    for (const row of medianRows(this.rows, scenario, ZERO_WHEN_ABSENT)) this.row(row);
   }
 
   /** A note said once, however many systems share its cause (every archlab variant, say). */
@@ -240,21 +235,21 @@ class Run {
   }
 
   /**
-   * Warm-up (discarded), then the timed wrk run; rows for req/s, latency, CPU and errors. The CPU
-   * used meanwhile by processes outside the bench is measured too; in a full run a measurement
-   * disturbed by more than MAX_OTHER_CPU of the machine is repeated (twice at most) and the least
-   * disturbed one kept.
+   * Warm-up (discarded; `warmupS` 0 skips it), then the timed wrk run; rows of `scenario` (a
+   * round's) for req/s, latency, CPU and errors. The CPU used meanwhile by processes outside the
+   * bench is measured too; in a full run a measurement disturbed by more than MAX_OTHER_CPU of the
+   * machine is repeated (twice at most) and the least disturbed one kept.
    */
   async measure(
     t: Target,
     scenario: string,
     durationS: number,
-    extra: { p90?: boolean; counters?: () => Promise<number[]> } = {},
+    extra: { warmupS: number; p90?: boolean; counters?: () => Promise<number[]> },
   ): Promise<{ r: WrkResult; counted?: number[] } | undefined> {
     const { ctx } = this;
     let best: { r: WrkResult; cpuMs: number; other: number; counted?: number[] } | undefined;
     try {
-      await runWrk({ wrk: this.wrk, url: t.url, connections: CONNECTIONS, threads: this.s.threads, durationS: this.s.warmupS, ...this.wrkPin });
+      if (extra.warmupS > 0) await runWrk({ wrk: this.wrk, url: t.url, connections: CONNECTIONS, threads: this.s.threads, durationS: extra.warmupS, ...this.wrkPin });
       for (let attempt = 0; ; attempt++) {
         await this.waitQuiet(t.system);
         const c0 = await extra.counters?.();
@@ -274,16 +269,16 @@ class Run {
       return undefined;
     }
     const { r, cpuMs, other, counted } = best!;
-    ctx.row({ system: t.system, scenario, metric: 'req/s', value: r.rps, unit: 'req/s' });
-    ctx.row({ system: t.system, scenario, metric: 'p50', value: r.p50Ms, unit: 'ms' });
-    if (extra.p90) ctx.row({ system: t.system, scenario, metric: 'p90', value: r.p90Ms, unit: 'ms' });
-    ctx.row({ system: t.system, scenario, metric: 'p99', value: r.p99Ms, unit: 'ms' });
-    if (Number.isFinite(cpuMs) && r.requests > 0) ctx.row({ system: t.system, scenario, metric: 'CPU per 1k req', value: (cpuMs / r.requests) * 1000, unit: 'ms' });
-    ctx.row({ system: t.system, scenario, metric: 'other CPU', value: other, unit: 'share of machine' });
+    this.row({ system: t.system, scenario, metric: 'req/s', value: r.rps, unit: 'req/s' });
+    this.row({ system: t.system, scenario, metric: 'p50', value: r.p50Ms, unit: 'ms' });
+    if (extra.p90) this.row({ system: t.system, scenario, metric: 'p90', value: r.p90Ms, unit: 'ms' });
+    this.row({ system: t.system, scenario, metric: 'p99', value: r.p99Ms, unit: 'ms' });
+    if (Number.isFinite(cpuMs) && r.requests > 0) this.row({ system: t.system, scenario, metric: 'CPU per 1k req', value: (cpuMs / r.requests) * 1000, unit: 'ms' });
+    this.row({ system: t.system, scenario, metric: 'other CPU', value: other, unit: 'share of machine' });
     if (other > MAX_OTHER_CPU) this.disturbed.push(`${t.system} (${scenario}) ${pct(other)}`);
     const errors = errorCount(r);
     if (errors > 0) {
-      ctx.row({ system: t.system, scenario, metric: 'errors', value: errors, unit: 'requests' });
+      this.row({ system: t.system, scenario, metric: 'errors', value: errors, unit: 'requests' });
       const se = r.socketErrors;
       const share = errors / Math.max(1, r.requests);
       ctx.note(
@@ -323,7 +318,7 @@ class Run {
   async fixedRate(
     t: Target,
     rate: number,
-    o: { warmupS: number; durationS: number; countBodies?: boolean },
+    o: { warmupS: number; durationS: number; countBodies?: boolean; /** The round's scenario, for the notes. */ scenario: string },
   ): Promise<(FixedRateResult & { other: number }) | undefined> {
     const args = [
       ...NODE_SCRIPT('fixedrate.ts'),
@@ -346,17 +341,17 @@ class Run {
         this.ctx.log(`  (${t.system}: other processes took ${pct(other)} of the CPUs; measuring again)`);
       }
       if (!(best.completed > 0 && Number.isFinite(best.p99Ms))) {
-        this.ctx.note(`${t.system}: none of ${best.scheduled} requests at a fixed rate came back 200 with the 64-byte body; not measured`);
+        this.ctx.note(`${t.system} (${o.scenario}): none of ${best.scheduled} requests at a fixed rate came back 200 with the 64-byte body; not measured`);
         return undefined;
       }
-      if (best.errors > 0) this.ctx.note(`${t.system} (fixed rate ${rate} req/s): ${best.errors} of ${best.scheduled} requests failed`);
-      if (best.achievedRate < rate * 0.95) this.ctx.note(`${t.system} (fixed rate ${rate} req/s): completed only ${Math.round(best.achievedRate)} req/s`);
+      if (best.errors > 0) this.ctx.note(`${t.system} (${o.scenario}, fixed rate ${rate} req/s): ${best.errors} of ${best.scheduled} requests failed`);
+      if (best.achievedRate < rate * 0.95) this.ctx.note(`${t.system} (${o.scenario}, fixed rate ${rate} req/s): completed only ${Math.round(best.achievedRate)} req/s`);
       if (best.p99LateMs > MAX_GENERATOR_LATE_MS) {
-        this.ctx.note(`${t.system} (fixed rate ${rate} req/s): the load generator issued 1% of requests more than ${best.p99LateMs.toFixed(1)} ms late (CPU contention), so the load was burstier than asked`);
+        this.ctx.note(`${t.system} (${o.scenario}, fixed rate ${rate} req/s): the load generator issued 1% of requests more than ${best.p99LateMs.toFixed(1)} ms late (CPU contention), so the load was burstier than asked`);
       }
       return best;
     } catch (err) {
-      this.ctx.note(`${t.system}: fixed-rate load failed: ${(err as Error).message}`);
+      this.ctx.note(`${t.system} (${o.scenario}): fixed-rate load failed: ${(err as Error).message}`);
       return undefined;
     }
   }
@@ -432,7 +427,9 @@ async function run(ctx: BenchContext): Promise<void> {
   if (busy !== undefined && busy > 0.1) {
     ctx.note(`the machine was ${Math.round(busy * 100)}% busy before the run (other processes); every number below is lower and noisier than on an idle machine`);
   }
-  ctx.log(`\nwrk -t${s.threads} -c${CONNECTIONS}, ${s.warmupS}s warm-up + ${s.durationS}s measured per system; every process under test in its own process group`);
+  ctx.log(
+    `\nwrk -t${s.threads} -c${CONNECTIONS}, ${s.warmupS}s warm-up (round 1) + ${s.durationS}s measured per system per round, ${s.rounds} round(s) per table; every process under test in its own process group`,
+  );
 
   const r = new Run(ctx, s, wrk);
   ctx.note(r.pinningNote());
@@ -508,251 +505,142 @@ async function measureAll(ctx: BenchContext, r: Run, s: Settings): Promise<void>
     replyFrom,
   ];
 
-  ctx.log(`\n${elapsed()} ${SCENARIO}: closed loop, req/s and latency; CPU is the process group's (for direct: the backend's)`);
-  const maxRps = new Map<string, number>();
-  for (const t of main) {
-    if (!t || !(await r.verify(t, mainBody))) continue;
-    const res = await r.measure(t, SCENARIO, s.durationS);
-    if (res) maxRps.set(t.system, res.r.rps);
-  }
+  const R = s.rounds;
+  const roundLog = (k: number, what: string): void => ctx.log(`\n${elapsed()} ${what}, round ${k} of ${R}`);
 
-  // Added latency at half load: open loop at half of what archlab sustained, direct and through it.
-  const refName = maxRps.has(SYSTEMS.archlab) ? SYSTEMS.archlab : maxRps.has(SYSTEMS.nginx) ? SYSTEMS.nginx : undefined;
-  if (refName === undefined || !maxRps.has(SYSTEMS.direct)) {
+  // Main table, round by round: every system once per round, in the same order, so that the
+  // systems compared with each other ran in the same minute. Warm-up in round 1 only: a system
+  // is warm by round 2, and the rounds are what give the time to measure.
+  ctx.log(`\n${elapsed()} ${SCENARIO}: closed loop, req/s and latency; CPU is the process group's (for direct: the backend's); ${R} round(s)`);
+  const mainVerified: Target[] = [];
+  for (const t of main) if (t && (await r.verify(t, mainBody))) mainVerified.push(t);
+  const maxRps = new Map<string, Map<number, number>>();
+  for (let k = 1; k <= R; k++) {
+    if (R > 1) roundLog(k, SCENARIO);
+    for (const t of mainVerified) {
+      const res = await r.measure(t, roundScenario(SCENARIO, k), s.durationS, { warmupS: k === 1 ? s.warmupS : 0 });
+      if (!res) continue;
+      if (!maxRps.has(t.system)) maxRps.set(t.system, new Map());
+      maxRps.get(t.system)!.set(k, res.r.rps);
+    }
+  }
+  r.medians(SCENARIO);
+  /** A system's median req/s over the rounds of the main table. */
+  const medianMax = (system: string): number | undefined => spreadOf(maxRps.get(system) ?? new Map())?.median;
+
+  // Added latency at half load: open loop at half of archlab's median maximum over the main
+  // table's rounds (one round's could be a fast or a slow minute), direct and through each proxy
+  // that sustained well over that rate, round by round.
+  const refName = medianMax(SYSTEMS.archlab) !== undefined ? SYSTEMS.archlab : medianMax(SYSTEMS.nginx) !== undefined ? SYSTEMS.nginx : undefined;
+  if (refName === undefined || medianMax(SYSTEMS.direct) === undefined) {
     ctx.note('half-load latency not measured: needs direct and archlab (or nginx) measured first');
   } else {
-    const rate = Math.max(100, Math.round((maxRps.get(refName)! * 0.5) / 100) * 100);
+    const rate = Math.max(100, Math.round((medianMax(refName)! * 0.5) / 100) * 100);
     if (refName !== SYSTEMS.archlab) ctx.note(`archlab not measured: half-load latency run at half of ${refName}'s maximum instead, for reference`);
-    ctx.log(`\n${elapsed()} ${HALF_SCENARIO}: open loop at ${rate} req/s (half of ${refName}'s maximum), ${s.fixedDurationS}s after ${s.fixedWarmupS}s warm-up`);
-    const halfTargets = main.filter(
-      (t): t is Target => !!t && (t.system === SYSTEMS.direct || t.system === refName || (!quick && (maxRps.get(t.system) ?? 0) >= rate * 1.5)),
+    ctx.log(`\n${elapsed()} ${HALF_SCENARIO}: open loop at ${rate} req/s (half of ${refName}'s median maximum), ${s.fixedDurationS}s after ${s.fixedWarmupS}s warm-up; ${R} round(s)`);
+    const halfTargets = mainVerified.filter(
+      (t) => t.system === SYSTEMS.direct || t.system === refName || (!quick && (medianMax(t.system) ?? 0) >= rate * 1.5),
     );
-    // What the machine itself allows: stalls a spinning process sees on the proxies' core (a VM's
-    // hypervisor taking the vCPU shows here), measured just before these runs.
-    const hic = await r.hiccups(3000);
-    if (hic) {
-      ctx.row({ system: 'machine', scenario: HALF_SCENARIO, metric: 'stall max', value: hic.maxMs, unit: 'ms' });
-      ctx.row({ system: 'machine', scenario: HALF_SCENARIO, metric: 'stalls over 1 ms', value: (hic.gaps * 1000) / hic.durationMs, unit: 'per second' });
-      ctx.note(
-        `the machine itself: a process spinning on ${r.serverCpu ? `core ${r.serverCpu}` : 'a core'} for ${hic.durationMs / 1000} s just before the half-load runs was stopped ${hic.gaps} times for over 1 ms ` +
-          `(longest ${hic.maxMs.toFixed(1)} ms, ${(hic.stalledShare * 100).toFixed(1)}% of the time): no p99 on that core can be much below such stalls`,
-      );
+    const stalls: { maxMs: number[]; gaps: number[]; share: number[] } = { maxMs: [], gaps: [], share: [] };
+    for (let k = 1; k <= R; k++) {
+      if (R > 1) roundLog(k, HALF_SCENARIO);
+      const sc = roundScenario(HALF_SCENARIO, k);
+      // What the machine itself allows: stalls a spinning process sees on the proxies' core (a
+      // VM's hypervisor taking the vCPU shows here), measured just before each round's runs.
+      const hic = await r.hiccups(s.hiccupsMs);
+      if (hic) {
+        r.row({ system: MACHINE, scenario: sc, metric: 'stall max', value: hic.maxMs, unit: 'ms' });
+        r.row({ system: MACHINE, scenario: sc, metric: 'stalls over 1 ms', value: (hic.gaps * 1000) / hic.durationMs, unit: 'per second' });
+        stalls.maxMs.push(hic.maxMs);
+        stalls.gaps.push(hic.gaps);
+        stalls.share.push(hic.stalledShare);
+      }
+      let directP99: number | undefined;
+      for (const t of halfTargets) {
+        const fr = await r.fixedRate(t, rate, { warmupS: s.fixedWarmupS, durationS: s.fixedDurationS, scenario: sc });
+        if (!fr) continue;
+        r.row({ system: t.system, scenario: sc, metric: 'rate', value: rate, unit: 'req/s' });
+        r.row({ system: t.system, scenario: sc, metric: 'p50', value: fr.p50Ms, unit: 'ms' });
+        r.row({ system: t.system, scenario: sc, metric: 'p99', value: fr.p99Ms, unit: 'ms' });
+        // Against direct's p99 of this round (direct runs first in every round).
+        if (t.system === SYSTEMS.direct) directP99 = fr.p99Ms;
+        else if (directP99 !== undefined) r.row({ system: t.system, scenario: sc, metric: 'added p99', value: fr.p99Ms - directP99, unit: 'ms' });
+        r.row({ system: t.system, scenario: sc, metric: 'other CPU', value: fr.other, unit: 'share of machine' });
+        if (fr.other > MAX_OTHER_CPU) r.disturbed.push(`${t.system} (${sc}) ${pct(fr.other)}`);
+      }
     }
-    let directP99: number | undefined;
-    for (const t of halfTargets) {
-      const fr = await r.fixedRate(t, rate, { warmupS: s.fixedWarmupS, durationS: s.fixedDurationS });
-      if (!fr) continue;
-      ctx.row({ system: t.system, scenario: HALF_SCENARIO, metric: 'rate', value: rate, unit: 'req/s' });
-      ctx.row({ system: t.system, scenario: HALF_SCENARIO, metric: 'p50', value: fr.p50Ms, unit: 'ms' });
-      ctx.row({ system: t.system, scenario: HALF_SCENARIO, metric: 'p99', value: fr.p99Ms, unit: 'ms' });
-      if (t.system === SYSTEMS.direct) directP99 = fr.p99Ms;
-      else if (directP99 !== undefined) ctx.row({ system: t.system, scenario: HALF_SCENARIO, metric: 'added p99', value: fr.p99Ms - directP99, unit: 'ms' });
-      ctx.row({ system: t.system, scenario: HALF_SCENARIO, metric: 'other CPU', value: fr.other, unit: 'share of machine' });
-      if (fr.other > MAX_OTHER_CPU) r.disturbed.push(`${t.system} (${HALF_SCENARIO}) ${pct(fr.other)}`);
+    r.medians(HALF_SCENARIO);
+    if (stalls.maxMs.length) {
+      // One round: its numbers; several: each round's, then their median.
+      const each = (xs: number[], f: (x: number) => string): string => (xs.length > 1 ? `${xs.map(f).join(', ')} (median ${f(median(xs))})` : f(xs[0]!));
+      const n = stalls.maxMs.length;
+      ctx.note(
+        `the machine itself: a process spinning on ${r.serverCpu ? `core ${r.serverCpu}` : 'a core'} for ${s.hiccupsMs / 1000} s just before ${n > 1 ? `each of ${n} rounds of ` : ''}the half-load runs ` +
+          `was stopped for over 1 ms ${each(stalls.gaps, String)} times (longest ${each(stalls.maxMs, (x) => `${x.toFixed(1)} ms`)}; ${each(stalls.share, (x) => `${(x * 100).toFixed(1)}%`)} of the time): ` +
+          'no p99 on that core can be much below such stalls',
+      );
     }
   }
 
   // Algorithms: three backends whose latency differs; which share each took, and the tail.
-  ctx.log(`\n${elapsed()} ${ALGO_SCENARIO}: ${CONNECTIONS} connections, closed loop, ${s.warmupS}s warm-up + ${s.algoDurationS}s measured`);
+  ctx.log(`\n${elapsed()} ${ALGO_SCENARIO}: ${CONNECTIONS} connections, closed loop, ${s.warmupS}s warm-up (round 1) + ${s.algoDurationS}s measured; ${R} round(s)`);
   const algoList: (Target | undefined)[] = [
     ...algoTargets,
     ...nginxAlgos.map((a, i) => at(nginx, `nginx ${a}`, nginxSites[i + 1]!.port)),
     ...haproxyAlgos.map((a, i) => at(haproxy, `haproxy ${a}`, haproxySites[i + 1]!.port)),
   ];
   const verified: Target[] = [];
-  for (const t of algoList) {
-    if (!t || !(await r.verify(t, threeBodies))) continue;
-    verified.push(t);
-    const counters = (): Promise<number[]> => Promise.all(SPEEDS.map((n) => backendServed(speedPorts[n])));
-    const served = (await r.measure(t, ALGO_SCENARIO, s.algoDurationS, { p90: true, counters }))?.counted;
-    if (!served) continue;
-    // Requests each backend served during the measured run.
-    const total = served.reduce((a, b) => a + b, 0);
-    SPEEDS.forEach((n, i) => ctx.row({ system: t.system, scenario: ALGO_SCENARIO, metric: `share ${n}`, value: total ? served[i]! / total : 0, unit: 'fraction' }));
+  for (const t of algoList) if (t && (await r.verify(t, threeBodies))) verified.push(t);
+  const counters = (): Promise<number[]> => Promise.all(SPEEDS.map((n) => backendServed(speedPorts[n])));
+  for (let k = 1; k <= R; k++) {
+    if (R > 1) roundLog(k, ALGO_SCENARIO);
+    const sc = roundScenario(ALGO_SCENARIO, k);
+    for (const t of verified) {
+      const served = (await r.measure(t, sc, s.algoDurationS, { warmupS: k === 1 ? s.warmupS : 0, p90: true, counters }))?.counted;
+      if (!served) continue;
+      // Requests each backend served during the measured run.
+      const total = served.reduce((a, b) => a + b, 0);
+      SPEEDS.forEach((n, i) => r.row({ system: t.system, scenario: sc, metric: `share ${n}`, value: total ? served[i]! / total : 0, unit: 'fraction' }));
+    }
   }
+  r.medians(ALGO_SCENARIO);
 
   // The same at a fixed rate far under every balancer's capacity: latency is then the backends'
   // and the picking, not CPU queueing in the balancer, and p99 shows whether the slow backend
   // still gets more than 1% of requests.
   if (s.algoOpenRate > 0) {
-    ctx.log(`\n${elapsed()} ${ALGO_OPEN_SCENARIO}: open loop at ${s.algoOpenRate} req/s, ${s.algoOpenWarmupS}s warm-up + ${s.algoOpenDurationS}s measured`);
-    for (const t of verified) {
-      const fr = await r.fixedRate(t, s.algoOpenRate, { warmupS: s.algoOpenWarmupS, durationS: s.algoOpenDurationS, countBodies: true });
-      if (!fr) continue;
-      const sc = ALGO_OPEN_SCENARIO;
-      ctx.row({ system: t.system, scenario: sc, metric: 'rate', value: s.algoOpenRate, unit: 'req/s' });
-      ctx.row({ system: t.system, scenario: sc, metric: 'p50', value: fr.p50Ms, unit: 'ms' });
-      ctx.row({ system: t.system, scenario: sc, metric: 'p90', value: fr.p90Ms, unit: 'ms' });
-      ctx.row({ system: t.system, scenario: sc, metric: 'p99', value: fr.p99Ms, unit: 'ms' });
-      const counted = SPEEDS.map((n) => fr.bodies?.[backendBody(n)] ?? 0);
-      const total = counted.reduce((a, b) => a + b, 0);
-      SPEEDS.forEach((n, i) => ctx.row({ system: t.system, scenario: sc, metric: `share ${n}`, value: total ? counted[i]! / total : 0, unit: 'fraction' }));
-      ctx.row({ system: t.system, scenario: sc, metric: 'other CPU', value: fr.other, unit: 'share of machine' });
-      if (fr.other > MAX_OTHER_CPU) r.disturbed.push(`${t.system} (${sc}) ${pct(fr.other)}`);
+    ctx.log(`\n${elapsed()} ${ALGO_OPEN_SCENARIO}: open loop at ${s.algoOpenRate} req/s, ${s.algoOpenWarmupS}s warm-up + ${s.algoOpenDurationS}s measured; ${R} round(s)`);
+    for (let k = 1; k <= R; k++) {
+      if (R > 1) roundLog(k, ALGO_OPEN_SCENARIO);
+      const sc = roundScenario(ALGO_OPEN_SCENARIO, k);
+      for (const t of verified) {
+        const fr = await r.fixedRate(t, s.algoOpenRate, { warmupS: s.algoOpenWarmupS, durationS: s.algoOpenDurationS, countBodies: true, scenario: sc });
+        if (!fr) continue;
+        r.row({ system: t.system, scenario: sc, metric: 'rate', value: s.algoOpenRate, unit: 'req/s' });
+        r.row({ system: t.system, scenario: sc, metric: 'p50', value: fr.p50Ms, unit: 'ms' });
+        r.row({ system: t.system, scenario: sc, metric: 'p90', value: fr.p90Ms, unit: 'ms' });
+        r.row({ system: t.system, scenario: sc, metric: 'p99', value: fr.p99Ms, unit: 'ms' });
+        const counted = SPEEDS.map((n) => fr.bodies?.[backendBody(n)] ?? 0);
+        const total = counted.reduce((a, b) => a + b, 0);
+        SPEEDS.forEach((n, i) => r.row({ system: t.system, scenario: sc, metric: `share ${n}`, value: total ? counted[i]! / total : 0, unit: 'fraction' }));
+        r.row({ system: t.system, scenario: sc, metric: 'other CPU', value: fr.other, unit: 'share of machine' });
+        if (fr.other > MAX_OTHER_CPU) r.disturbed.push(`${t.system} (${sc}) ${pct(fr.other)}`);
+      }
     }
+    r.medians(ALGO_OPEN_SCENARIO);
   }
 
   ctx.log(`${elapsed()} done`);
   if (r.disturbed.length) {
     ctx.note(
       `processes outside the bench took more than ${pct(MAX_OTHER_CPU)} of the CPUs while measuring ${r.disturbed.join(', ')}: ` +
-        'those numbers are lower and noisier than this machine gives when idle (run again on a quiet machine)',
+        'those rounds are lower and noisier than this machine gives when idle (run again on a quiet machine)',
     );
   }
 }
 
-// ---------------------------------------------------------------------------------------------
-// Targets and report
-
-function v(results: Results, system: string, scenario: string, metric: string): number | undefined {
-  return find(results, { system, scenario, metric })?.value;
-}
-
-/** A measurement with errors, or one that processes outside the bench disturbed. */
-function flagged(results: Results, system: string, scenario: string): boolean {
-  const errors = v(results, system, scenario, 'errors') ?? 0;
-  const rps = v(results, system, scenario, 'req/s') ?? 0;
-  const settings = results.quick ? QUICK : FULL;
-  const seconds = scenario === ALGO_SCENARIO ? settings.algoDurationS : settings.durationS;
-  return errors > Math.max(1, rps * seconds * MAX_ERROR_SHARE) || (v(results, system, scenario, 'other CPU') ?? 0) > MAX_OTHER_CPU;
-}
-
-export function targets(results: Results): string[] {
-  const out: string[] = [];
-  const check = (label: string, ok: boolean | undefined, detail: string): void => {
-    out.push(`${ok === undefined ? 'not measured' : ok ? 'met' : 'MISSED'}: ${label} (${detail})`);
-  };
-  const rps = (system: string): number | undefined => v(results, system, SCENARIO, 'req/s');
-  const ours = rps(SYSTEMS.archlab);
-  const ratio = (peer: string, factor: number, label: string): void => {
-    const p = rps(peer);
-    if (ours === undefined || p === undefined) {
-      check(label, undefined, ours === undefined ? 'archlab not measured' : `${peer} not measured`);
-      return;
-    }
-    check(label, ours >= factor * p, `${format(ours)} vs ${format(p)} req/s = ${(ours / p).toFixed(2)}x`);
-  };
-  ratio(SYSTEMS.httpProxy, 2, 'archlab (one process) >= 2x http-proxy req/s');
-  ratio(SYSTEMS.replyFrom, 1, 'archlab (one process) >= @fastify/reply-from req/s');
-  ratio(SYSTEMS.nginx, 0.5, 'archlab (one process) >= 0.5x nginx with one worker req/s');
-  const added = v(results, SYSTEMS.archlab, HALF_SCENARIO, 'added p99');
-  const rate = v(results, SYSTEMS.archlab, HALF_SCENARIO, 'rate');
-  check(
-    'added p99 latency at half of max load <= 1 ms over direct',
-    added === undefined ? undefined : added <= 1,
-    added === undefined
-      ? 'archlab not measured'
-      : `p99 ${format(v(results, SYSTEMS.archlab, HALF_SCENARIO, 'p99') ?? 0)} ms vs direct ${format(v(results, SYSTEMS.direct, HALF_SCENARIO, 'p99') ?? 0)} ms at ${format(rate ?? 0)} req/s: +${format(added)} ms`,
-  );
-  const rr = v(results, 'archlab round-robin', ALGO_SCENARIO, 'p99');
-  for (const a of ['least-connections', 'p2c', 'peak-ewma']) {
-    const p = v(results, `archlab ${a}`, ALGO_SCENARIO, 'p99');
-    check(`${a} p99 < round-robin p99 on backends of 1/5/20 ms`, p === undefined || rr === undefined ? undefined : p < rr, p === undefined || rr === undefined ? 'not measured' : `${format(p)} ms vs ${format(rr)} ms`);
-  }
-  const rrOpen = v(results, 'archlab round-robin', ALGO_OPEN_SCENARIO, 'p99');
-  if (rrOpen !== undefined) {
-    const rate = v(results, 'archlab round-robin', ALGO_OPEN_SCENARIO, 'rate') ?? 0;
-    for (const a of ['least-connections', 'p2c', 'peak-ewma']) {
-      const p = v(results, `archlab ${a}`, ALGO_OPEN_SCENARIO, 'p99');
-      check(`${a} p99 < round-robin p99 on backends of 1/5/20 ms at a fixed ${format(rate)} req/s`, p === undefined ? undefined : p < rrOpen, p === undefined ? 'not measured' : `${format(p)} ms vs ${format(rrOpen)} ms`);
-    }
-  }
-  return out;
-}
-
-export function report(results: Results): string {
-  const ms = (x: number | undefined): string => (x === undefined ? '-' : x < 10 ? x.toFixed(2) : x.toFixed(1));
-  const rps = (system: string, scenario: string): number | undefined => v(results, system, scenario, 'req/s');
-  const x = (a: number | undefined, b: number | undefined): string => (a === undefined || b === undefined ? '-' : `${(a / b).toFixed(2)}x`);
-  const nginx = rps(SYSTEMS.nginx, SCENARIO);
-  const hp = rps(SYSTEMS.httpProxy, SCENARIO);
-  const mainSystems = Object.values(SYSTEMS).filter((s) => rps(s, SCENARIO) !== undefined);
-  const mark = (system: string, scenario: string): string => (flagged(results, system, scenario) ? ' (unreliable, see notes)' : '');
-  const throughput = table(
-    ['system', 'req/s', 'p50 ms', 'p99 ms', 'vs nginx', 'vs http-proxy', 'CPU ms per 1k req'],
-    mainSystems.map((s) => [
-      s + mark(s, SCENARIO),
-      Math.round(rps(s, SCENARIO) ?? 0),
-      ms(v(results, s, SCENARIO, 'p50')),
-      ms(v(results, s, SCENARIO, 'p99')),
-      s === SYSTEMS.direct ? '-' : x(rps(s, SCENARIO), nginx),
-      s === SYSTEMS.direct ? '-' : x(rps(s, SCENARIO), hp),
-      ms(v(results, s, SCENARIO, 'CPU per 1k req')) + (s === SYSTEMS.direct ? ' (backend)' : ''),
-    ]),
-  );
-  const halfSystems = Object.values(SYSTEMS).filter((s) => v(results, s, HALF_SCENARIO, 'p99') !== undefined);
-  const directHalf = v(results, SYSTEMS.direct, HALF_SCENARIO, 'p99');
-  const half = table(
-    ['system', 'rate req/s', 'p50 ms', 'p99 ms', 'added p99 ms'],
-    halfSystems.map((s) => {
-      const p99 = v(results, s, HALF_SCENARIO, 'p99');
-      return [s + ((v(results, s, HALF_SCENARIO, 'other CPU') ?? 0) > MAX_OTHER_CPU ? ' (unreliable, see notes)' : ''), Math.round(v(results, s, HALF_SCENARIO, 'rate') ?? 0), ms(v(results, s, HALF_SCENARIO, 'p50')), ms(p99), s === SYSTEMS.direct || p99 === undefined || directHalf === undefined ? '-' : ms(p99 - directHalf)];
-    }),
-  );
-  const algoSystems = [...new Set(results.rows.filter((r) => r.scenario === ALGO_SCENARIO && r.metric === 'req/s').map((r) => r.system))];
-  const pct = (f: number | undefined): string => (f === undefined ? '-' : `${(f * 100).toFixed(1)}%`);
-  const algos = table(
-    ['system', 'req/s', 'p50 ms', 'p90 ms', 'p99 ms', 'to fast (1 ms)', 'to medium (5 ms)', 'to slow (20 ms)'],
-    algoSystems.map((s) => [
-      s + mark(s, ALGO_SCENARIO),
-      Math.round(rps(s, ALGO_SCENARIO) ?? 0),
-      ms(v(results, s, ALGO_SCENARIO, 'p50')),
-      ms(v(results, s, ALGO_SCENARIO, 'p90')),
-      ms(v(results, s, ALGO_SCENARIO, 'p99')),
-      pct(v(results, s, ALGO_SCENARIO, 'share fast')),
-      pct(v(results, s, ALGO_SCENARIO, 'share medium')),
-      pct(v(results, s, ALGO_SCENARIO, 'share slow')),
-    ]),
-  );
-  const openSystems = [...new Set(results.rows.filter((r) => r.scenario === ALGO_OPEN_SCENARIO && r.metric === 'p99').map((r) => r.system))];
-  const openRate = openSystems[0] === undefined ? 0 : (v(results, openSystems[0], ALGO_OPEN_SCENARIO, 'rate') ?? 0);
-  const openTable = table(
-    ['system', 'p50 ms', 'p90 ms', 'p99 ms', 'to fast (1 ms)', 'to medium (5 ms)', 'to slow (20 ms)'],
-    openSystems.map((s) => [
-      s + ((v(results, s, ALGO_OPEN_SCENARIO, 'other CPU') ?? 0) > MAX_OTHER_CPU ? ' (unreliable, see notes)' : ''),
-      ms(v(results, s, ALGO_OPEN_SCENARIO, 'p50')),
-      ms(v(results, s, ALGO_OPEN_SCENARIO, 'p90')),
-      ms(v(results, s, ALGO_OPEN_SCENARIO, 'p99')),
-      pct(v(results, s, ALGO_OPEN_SCENARIO, 'share fast')),
-      pct(v(results, s, ALGO_OPEN_SCENARIO, 'share medium')),
-      pct(v(results, s, ALGO_OPEN_SCENARIO, 'share slow')),
-    ]),
-  );
-  const settings = results.quick ? QUICK : FULL;
-  const notes = results.notes.filter((n) => !n.startsWith('target '));
-  return [
-    `Measured by \`npm run bench -- balancer-l7${results.quick ? ' --quick' : ''}\` on ${results.date.slice(0, 10)}: ${results.machine.cpus} CPUs (${results.machine.cpu ?? 'unknown'}), Node ${results.machine.node}, loopback. ` +
-      `One node:http backend answering 64 bytes; wrk 4.1, ${CONNECTIONS} connections, one thread, ${settings.warmupS} s warm-up then ${settings.durationS} s measured per system (${settings.algoDurationS} s per algorithm). ` +
-      'Every system runs in its own process group; the load generator, the backend and the system under test share the same cores, so absolute numbers are lower than on separate machines and the ratios are what carry over. ' +
-      `A row marked unreliable ran while processes outside the bench took more than ${pct(MAX_OTHER_CPU)} of the CPUs (from /proc; the JSON has it for every row as "other CPU").`,
-    '',
-    `**Throughput and latency** (${SCENARIO}, closed loop)`,
-    '',
-    throughput,
-    '',
-    `**Added latency at half load** (open loop at a fixed rate, half of archlab's maximum above, for ${settings.fixedDurationS} s after ${settings.fixedWarmupS} s warm-up; requests go out on schedule whether or not earlier ones were answered, over up to 64 keep-alive connections; latency from the moment each is issued)`,
-    '',
-    halfSystems.length ? half : '_not measured_',
-    '',
-    `**Picking algorithms** (${ALGO_SCENARIO}: three backends that answer after a fixed 1, 5 and 20 ms, ${CONNECTIONS} connections, closed loop. ` +
-      'A picker that favours the fast backend serves more requests per second until the balancer\u2019s CPU is the limit; p99 stays near the slow backend\u2019s 20 ms as long as it gets more than 1% of requests)',
-    '',
-    algoSystems.length ? algos : '_not measured_',
-    '',
-    ...(openSystems.length
-      ? [
-          `**Picking algorithms at a fixed ${format(openRate)} req/s** (the same backends, open loop, far under every balancer's capacity, ${settings.algoOpenDurationS} s after ${settings.algoOpenWarmupS} s warm-up: latency here is the backends' and the picking's, not queueing in a saturated balancer)`,
-          '',
-          openTable,
-          '',
-        ]
-      : []),
-    '**Targets**',
-    '',
-    ...targets(results).map((t) => `- ${t}`),
-    ...(notes.length ? ['', '**Notes**', '', ...notes.map((n) => `- ${n}`)] : []),
-  ].join('\n');
-}
+/** The labels and the report live in balancer-l7/report.ts; re-exported for readers of this module. */
+export { ALGO_OPEN_SCENARIO, ALGO_SCENARIO, HALF_SCENARIO, SCENARIO, SYSTEMS, report, targets } from './balancer-l7/report.js';
 
 const bench: Bench = {
   name: 'balancer-l7',
