@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
 import { test } from 'node:test';
-import { FieldObject, FRAMING_FIELDS, parseSimpleRequestHead, readAtMost, sseEvent } from './http.js';
+import { FieldObject, fieldName, FRAMING_FIELDS, parseSimpleRequestHead, readAtMost, sseEvent } from './http.js';
 
 test('readAtMost: the whole body up to the limit; past it null, and the body is destroyed', async () => {
   const chunks = () => [Buffer.from('abc'), Buffer.from('def'), Buffer.from('g')];
@@ -33,4 +33,20 @@ test('FieldObject: a fresh one has no keys and inherits nothing', () => {
   assert.equal('hasOwnProperty' in o, false);
   o['__proto__'] = 'x';
   assert.deepEqual(Object.keys(o), ['__proto__']);
+});
+
+test('fieldName: tokens lowercased, the same answer every time; anything else undefined', () => {
+  for (let i = 0; i < 2; i++) {
+    assert.equal(fieldName('Content-Length'), 'content-length');
+    assert.equal(fieldName('X-A_b'), 'x-a_b');
+    assert.equal(fieldName('Bad Name'), undefined);
+    assert.equal(fieldName('Bad:'), undefined);
+    assert.equal(fieldName(''), undefined);
+    assert.equal(fieldName('Ünicode'), undefined);
+  }
+  const long = `X-${'A'.repeat(100)}`;
+  assert.equal(fieldName(long), long.toLowerCase());
+  // Many invented names: still right after the cache stops learning.
+  for (let i = 0; i < 600; i++) assert.equal(fieldName(`X-Made-Up-${i}`), `x-made-up-${i}`);
+  assert.equal(fieldName('Bad Name'), undefined);
 });

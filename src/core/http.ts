@@ -38,6 +38,21 @@ FieldObject.prototype = Object.create(null) as object;
 
 /** A field name, method or other token (RFC 9110 5.6.2). */
 export const HTTP_TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+/** Field names as sent (peers send the same few, each in its own case), lowercased and checked once. */
+const FIELD_NAMES = new Map<string, string>();
+/** FIELD_NAMES stops learning at this many names, and never learns longer ones: a peer that invents names costs a lowercase and a check each, not memory (at most 512 x 64 characters). */
+const MAX_FIELD_NAMES = 512;
+const MAX_CACHED_NAME_LENGTH = 64;
+
+/** `raw` lowercased when it is a token (a field name may be one), else undefined. */
+export function fieldName(raw: string): string | undefined {
+  let name = FIELD_NAMES.get(raw);
+  if (name !== undefined) return name;
+  name = raw.toLowerCase();
+  if (!HTTP_TOKEN.test(name)) return undefined;
+  if (FIELD_NAMES.size < MAX_FIELD_NAMES && raw.length <= MAX_CACHED_NAME_LENGTH) FIELD_NAMES.set(raw, name);
+  return name;
+}
 /** A character no field value may hold (RFC 9110 5.5: HTAB, SP, visible ASCII and obs-text only), as node:http checks outgoing ones. */
 export const INVALID_FIELD_VALUE_CHAR = /[^\t\x20-\x7e\x80-\xff]/;
 /** Visible ASCII, SP and HTAB only: no CR, LF, NUL or other controls, no obs-text. */
@@ -78,8 +93,8 @@ export function parseSimpleRequestHead(buf: Buffer, start: number, end: number, 
     const line = lines[i]!;
     const colon = line.indexOf(':');
     if (colon <= 0) return undefined;
-    const name = line.slice(0, colon).toLowerCase();
-    if (!HTTP_TOKEN.test(name)) return undefined;
+    const name = fieldName(line.slice(0, colon));
+    if (name === undefined) return undefined;
     const value = line.slice(colon + 1).trim();
     if (!VISIBLE_VALUE.test(value)) return undefined;
     if (refuse.has(name)) return undefined;

@@ -11,7 +11,7 @@
  * no upgrade, and bytes after the response (HTTP/1.1 responses come only when asked for).
  */
 import type { IncomingHttpHeaders } from 'node:http';
-import { FieldObject, HTTP_TOKEN, INVALID_FIELD_VALUE_CHAR } from '../../../core/http.js';
+import { FieldObject, fieldName, INVALID_FIELD_VALUE_CHAR } from '../../../core/http.js';
 
 /** What the reader found wrong, with a short reason for logs and the 502 body. */
 export class UpstreamProtocolError extends Error {
@@ -32,6 +32,8 @@ const STATUS_LINE = /^HTTP\/1\.([01]) ([1-9]\d\d)(?: ([\t\x20-\x7e\x80-\xff]*))?
 const HEX = /^[0-9a-fA-F]{1,12}$/;
 /** Longest chunk-size line (with extensions) and trailer section accepted. */
 const MAX_CHUNK_LINE = 4096;
+
+const CONTENT_LENGTH = /^\d{1,15}$/;
 
 type State = 'head' | 'fixed' | 'chunk-size' | 'chunk-data' | 'chunk-crlf' | 'trailers' | 'until-close' | 'done';
 
@@ -172,28 +174,33 @@ export class ResponseReader {
 
   /** Takes one head; true when the response is complete with it (no body). */
   private head(text: string): boolean {
-    const lines = text.split('\r\n');
-    const m = STATUS_LINE.exec(lines[0]!);
+    let eol = text.indexOf('\r\n');
+    if (eol < 0) eol = text.length;
+    const m = STATUS_LINE.exec(eol === text.length ? text : text.slice(0, eol));
     if (m === null) throw new UpstreamProtocolError('malformed status line');
-    const minor = m[1]!;
     const status = Number(m[2]);
     // No prototype: a backend's field named __proto__ is an ordinary field.
     const headers = new FieldObject<IncomingHttpHeaders>();
     let contentLength: number | undefined;
     let chunked = false;
-    let close = minor === '0';
-    for (let i = 1; i < lines.length; i++) {
-      const line = lines[i]!;
-      const colon = line.indexOf(':');
-      if (colon <= 0) throw new UpstreamProtocolError(line.length > 0 && (line[0] === ' ' || line[0] === '\t') ? 'obs-fold in response head' : 'malformed header line');
-      const name = line.slice(0, colon).toLowerCase();
-      if (!HTTP_TOKEN.test(name)) throw new UpstreamProtocolError('malformed header name');
-      const value = line.slice(colon + 1).trim();
+    let close = m[1] === '0';
+    // One field line per CRLF: a bare CR or LF stays inside its line and is refused there.
+    for (let start = eol + 2; start < text.length; start = eol + 2) {
+      eol = text.indexOf('\r\n', start);
+      if (eol < 0) eol = text.length;
+      const colon = text.indexOf(':', start);
+      if (colon <= start || colon >= eol) {
+        const c = text.charCodeAt(start);
+        throw new UpstreamProtocolError(eol > start && (c === 32 || c === 9) ? 'obs-fold in response head' : 'malformed header line');
+      }
+      const name = fieldName(text.slice(start, colon));
+      if (name === undefined) throw new UpstreamProtocolError('malformed header name');
+      const value = text.slice(colon + 1, eol).trim();
       if (INVALID_FIELD_VALUE_CHAR.test(value)) throw new UpstreamProtocolError(`control character in header ${name}`);
       if (name === 'content-length') {
         for (const part of value.split(',')) {
           const v = part.trim();
-          if (!/^\d{1,15}$/.test(v)) throw new UpstreamProtocolError('bad Content-Length');
+          if (!CONTENT_LENGTH.test(v)) throw new UpstreamProtocolError('bad Content-Length');
           const n = Number(v);
           if (contentLength !== undefined && contentLength !== n) throw new UpstreamProtocolError('differing Content-Length values');
           contentLength = n;
