@@ -6,11 +6,12 @@
  * Write path. `append` runs synchronously up to the queue: idempotence check, offset assignment
  * (the base offset is stamped into the batch, outside its CRC), disk budget. A single writer loop
  * then drains the queue in order, rolling when policy says, writing every queued batch that fits the
- * active segment with ONE writev, and settling acks: 'leader' when written, 'fsync' when an
- * fdatasync that started after the write completes. While one fdatasync runs, later fsync waiters
- * gather and share the next one (group commit). If a write fails (ENOSPC, EIO), the partial bytes
- * are cut off, that write and everything queued behind it fail (their offsets were provisional), and
- * the assigned offsets and producer state roll back to what is on disk: nothing unwritten is acked.
+ * active segment with ONE writev (synchronous: a page-cache copy, see Segment.append), and settling
+ * acks: 'leader' when written, 'fsync' when an fdatasync that started after the write completes.
+ * While one fdatasync runs, later fsync waiters gather and share the next one (group commit). If a
+ * write fails (ENOSPC, EIO), the partial bytes are cut off, that write and everything queued behind
+ * it fail (their offsets were provisional), and the assigned offsets and producer state roll back to
+ * what is on disk: nothing unwritten is acked.
  *
  * Recovery (open). A `checkpoint` file holds the offset below which every segment was fsynced and
  * its index saved (written when a rolled segment is finished and at a clean close). Segments wholly
@@ -510,7 +511,7 @@ export class Partition {
         }
         if (bytes > 0) {
           try {
-            await seg.append(bufs, bytes);
+            seg.append(bufs, bytes);
           } catch (err) {
             this.failQueued(err, group);
             continue;

@@ -8,7 +8,7 @@
  * segment's index lives in memory and is rebuilt by scanning after a crash (the partition scans that
  * segment anyway to find a torn tail), so appends pay for no index I/O.
  */
-import { constants as fsConstants } from 'node:fs';
+import { constants as fsConstants, ftruncateSync, writevSync } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -158,25 +158,31 @@ export class Segment {
   }
 
   /**
-   * Writes `bufs` (whole batches, `totalBytes` in all) at the end of the file with one writev. On
-   * failure the file is cut back to where it was, so no partial batch stays; if even that fails,
-   * the error says the segment can no longer be trusted (`truncated: false` in details).
+   * Writes `bufs` (whole batches, `totalBytes` in all) at the end of the file with one writev, on
+   * the calling thread, as Kafka's request handler threads write to the page cache themselves: the
+   * copy into the page cache takes tens of microseconds for 256 KiB, while a round trip through
+   * libuv's thread pool took milliseconds whenever the event loop kept the core busy (the server
+   * runs on one), and every ack of the write waited for it (docs/queue.md, "Where the TCP path's
+   * time went"). fdatasync stays on the thread pool (sync()). On failure the file is cut back to
+   * where it was, so no partial batch stays; if even that fails, the error says the segment can no
+   * longer be trusted (`truncated: false` in details).
    */
-  async append(bufs: Buffer[], totalBytes: number): Promise<void> {
+  append(bufs: Buffer[], totalBytes: number): void {
     const start = this.sizeBytes;
+    const fd = this.fh.fd;
     let written = 0;
     try {
       while (written < totalBytes) {
-        const { bytesWritten } = await this.fh.writev(written === 0 ? bufs : remaining(bufs, written), start + written);
-        if (bytesWritten <= 0) throw new QueueError('ARCHLAB_QUEUE_STORAGE', `writev to ${this.logPath} wrote nothing`, { details: { path: this.logPath } });
-        written += bytesWritten;
+        const n = writevSync(fd, written === 0 ? bufs : remaining(bufs, written), start + written);
+        if (n <= 0) throw new QueueError('ARCHLAB_QUEUE_STORAGE', `writev to ${this.logPath} wrote nothing`, { details: { path: this.logPath } });
+        written += n;
       }
       this.dirty = true;
     } catch (err) {
       const e = err instanceof QueueError ? err : storageError('appending to', this.logPath, err);
       if (written === 0) throw e;
       try {
-        await this.fh.truncate(start);
+        ftruncateSync(fd, start);
       } catch (terr) {
         throw new QueueError('ARCHLAB_QUEUE_STORAGE', `${e.message}; cutting the partial write back also failed: ${(terr as Error).message}`, {
           cause: err,
