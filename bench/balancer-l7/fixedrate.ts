@@ -8,7 +8,11 @@
  * p99LateMs, rather than billed to the server.
  *
  * HTTP/1.1 is spoken directly on node:net sockets (one request in flight per connection, no
- * pipelining): node:http's client costs several times more CPU per request, and on a two-core
+ * pipelining). Idle connections are reused last-in first-out; a server's `Keep-Alive: timeout=N`
+ * is honoured as undici honours it: a connection idle for N s less a second is closed by the
+ * generator rather than reused, so a request is never sent on a connection the server is closing
+ * for idleness at that moment (that race is the client's to avoid, and it is not the server's
+ * failure): node:http's client costs several times more CPU per request, and on a two-core
  * machine the generator's CPU is taken from the system it measures.
  *
  *   node --import tsx bench/balancer-l7/fixedrate.ts --url URL --rate R --duration-s D \
@@ -51,6 +55,9 @@ const host = url.hostname;
 const port = Number(url.port || 80);
 const REQUEST = Buffer.from(`GET ${url.pathname}${url.search} HTTP/1.1\r\nHost: ${url.host}\r\nUser-Agent: archlab-fixedrate\r\n\r\n`, 'latin1');
 const CRLFCRLF = Buffer.from('\r\n\r\n');
+const KEEP_ALIVE_TIMEOUT = /\r\nkeep-alive:[^\r]*timeout=(\d+)/;
+/** undici's keepAliveTimeoutThreshold: a connection is not reused in the last second of the server's keep-alive timeout. */
+const KEEP_ALIVE_MARGIN_MS = 1000;
 
 const warmupCount = Math.round(rate * warmupS);
 const total = warmupCount + Math.round(rate * durationS);
@@ -91,6 +98,8 @@ class Conn {
   private issuedAt = 0;
   private open = false;
   dead = false;
+  /** When this connection may last be reused (the server's keep-alive timeout less KEEP_ALIVE_MARGIN_MS); Infinity when the server gave none. */
+  reuseUntil = Infinity;
 
   constructor() {
     this.socket = connect({ host, port, noDelay: true });
@@ -112,6 +121,13 @@ class Conn {
     this.issuedAt = issuedAt;
     this.buf = undefined;
     if (this.open) this.socket.write(REQUEST);
+  }
+
+  /** Closes an idle connection the server is about to close for idleness (not a failure: no request is on it). */
+  retire(): void {
+    this.dead = true;
+    this.socket.destroy();
+    conns.delete(this);
   }
 
   private fail(): void {
@@ -161,6 +177,8 @@ class Conn {
     this.index = -1;
     const body = countBodies ? (cl ? buf.toString('latin1', bodyStart, end) : '(chunked)') : undefined;
     complete(index, this.issuedAt, status === 200 && (expectBytes < 0 || bodyBytes === expectBytes), body);
+    const ka = KEEP_ALIVE_TIMEOUT.exec(head);
+    this.reuseUntil = ka ? performance.now() + Number(ka[1]) * 1000 - KEEP_ALIVE_MARGIN_MS : Infinity;
     if (head.includes('\r\nconnection: close')) {
       this.dead = true;
       this.socket.destroy();
@@ -216,7 +234,10 @@ function newConn(): Conn {
 
 function issue(index: number, issuedAt: number): void {
   let c = idle.pop();
-  while (c && c.dead) c = idle.pop();
+  while (c && (c.dead || c.reuseUntil <= issuedAt)) {
+    if (!c.dead) c.retire();
+    c = idle.pop();
+  }
   if (!c && conns.size < maxConnections) c = newConn();
   if (c) c.send(index, issuedAt);
   else {
