@@ -30,7 +30,7 @@ import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { backendBody, type FixedRateResult } from './balancer-l7/common.js';
 import { HAPROXY_BALANCE, NGINX_BALANCE, haproxyConfig, nginxConfig, type ProxySite } from './balancer-l7/configs.js';
-import { BenchProcessError, Child, cpuSnapshot, findBinary, freePort, hasPackage, httpGet, otherCpuShare, sleep } from './balancer-l7/procs.js';
+import { BenchProcessError, benchCpuShare, Child, cpuSnapshot, findBinary, freePort, hasPackage, httpGet, otherCpuShare, sleep } from './balancer-l7/procs.js';
 import {
   ALGO_OPEN_SCENARIO,
   ALGO_SCENARIO,
@@ -62,6 +62,8 @@ const ARCHLAB_ALGORITHMS_FULL = ['random'] as const;
 
 /** The fixed-rate generator's timer fires ~1 ms late as a rule; later than this (p99) is noted. */
 const MAX_GENERATOR_LATE_MS = 5;
+/** Share of the machine's CPUs the bench's own idle processes may take before a measurement starts (timers, health checks: well under this). */
+const MAX_BENCH_IDLE_CPU = 0.02;
 
 /** A running system: where to send requests, and the process group to charge CPU to. */
 interface Target {
@@ -289,19 +291,32 @@ class Run {
     return { r, ...(counted ? { counted } : {}) };
   }
 
-  /** Full runs: waits (up to quietWaitS) until processes outside the bench take at most MAX_OTHER_CPU of the CPUs. */
+  /**
+   * Full runs: waits (up to quietWaitS) until processes outside the bench take at most
+   * MAX_OTHER_CPU of the CPUs, and the bench's own processes (the systems measured before this one,
+   * the backends) at most MAX_BENCH_IDLE_CPU: a system left overloaded by its run (reply-from at
+   * half load queues for seconds) must not share the next one's core while it works off its
+   * backlog. A measurement that starts before they are quiet is noted.
+   */
   async waitQuiet(system: string): Promise<void> {
     const deadline = Date.now() + Math.min(this.s.quietWaitS * 1000, this.extraLeftMs);
     let waited = false;
+    let benchBusy = 0;
     while (Date.now() < deadline) {
       const a = cpuSnapshot();
       await sleep(500);
       const b = cpuSnapshot();
-      if (!a || !b || otherCpuShare(a, b, this.groups(), cpus().length) <= MAX_OTHER_CPU) break;
+      if (!a || !b) break;
+      benchBusy = benchCpuShare(a, b, this.groups(), cpus().length);
+      if (otherCpuShare(a, b, this.groups(), cpus().length) <= MAX_OTHER_CPU && benchBusy <= MAX_BENCH_IDLE_CPU) {
+        benchBusy = 0;
+        break;
+      }
       this.extraLeftMs -= 500;
-      if (!waited) this.ctx.log(`  (waiting for other processes to leave the CPUs before measuring ${system})`);
+      if (!waited) this.ctx.log(`  (waiting for the CPUs to be quiet before measuring ${system})`);
       waited = true;
     }
+    if (benchBusy > MAX_BENCH_IDLE_CPU) this.noteOnce(`${system}: measured while the bench's own processes still took ${pct(benchBusy)} of the CPUs (a system measured before it was still busy when the wait ran out)`);
   }
 
   /** The stalls of a spinning process on the proxies' core (hiccups.ts); undefined when it fails. */

@@ -320,6 +320,14 @@ export function otherCpuShare(a: CpuSnapshot, b: CpuSnapshot, ours: number[], cp
   return capacity > 0 ? Math.max(0, (b.machineBusyMs - a.machineBusyMs - mine) / capacity) : 0;
 }
 
+/** Share of the machine's CPU capacity (all cores) the process groups `ours` used between two snapshots. */
+export function benchCpuShare(a: CpuSnapshot, b: CpuSnapshot, ours: number[], cpus: number): number {
+  let used = 0;
+  for (const g of new Set(ours)) used += (b.groups.get(g) ?? 0) - (a.groups.get(g) ?? 0);
+  const capacity = (b.at - a.at) * cpus;
+  return capacity > 0 ? Math.max(0, used / capacity) : 0;
+}
+
 export interface GetResult {
   status: number;
   body: string;

@@ -71,16 +71,16 @@ export const QUICK: Settings = {
 };
 
 /**
- * About 13 minutes of measuring, 14.5 at most:
+ * About 13 minutes of measuring, 15.5 at most:
  *   main table   7 systems x 6 s x 3 rounds + 7 x 2 s warm-up (round 1)              = 140 s
  *   half load    3 rounds x (3 s stalls + up to 6 systems x (2 + 6 s + ~1 s start))  = 171 s
  *   algorithms   11 systems x 5 s x 3 rounds + 11 x 2 s warm-up (round 1)            = 187 s
  *   fixed rate   3 rounds x 11 systems x (2 + 5 s + ~1 s start)                       = 264 s
- * = 762 s, plus ~15 s of start-up and checks, plus at most extraBudgetS (90 s) of waiting for
+ * = 762 s, plus ~15 s of start-up and checks, plus at most extraBudgetS (150 s) of waiting for
  * quiet and repeating disturbed runs.
  */
 export const FULL: Settings = {
-  rounds: 3, warmupS: 2, durationS: 6, algoDurationS: 5, quietWaitS: 10, attempts: 2, extraBudgetS: 90, threads: 1,
+  rounds: 3, warmupS: 2, durationS: 6, algoDurationS: 5, quietWaitS: 10, attempts: 2, extraBudgetS: 150, threads: 1,
   fixedWarmupS: 2, fixedDurationS: 6, algoOpenRate: 1000, algoOpenWarmupS: 2, algoOpenDurationS: 5, hiccupsMs: 3000,
 };
 
