@@ -334,13 +334,13 @@ class Run {
     t: Target,
     rate: number,
     o: { warmupS: number; durationS: number; countBodies?: boolean; /** The round's scenario, for the notes. */ scenario: string },
-  ): Promise<(FixedRateResult & { other: number }) | undefined> {
+  ): Promise<(FixedRateResult & { other: number; core?: number }) | undefined> {
     const args = [
       ...NODE_SCRIPT('fixedrate.ts'),
       '--url', t.url, '--rate', String(rate), '--duration-s', String(o.durationS), '--warmup-s', String(o.warmupS),
       '--connections', '64', '--expect-bytes', '64', ...(o.countBodies ? ['--count-bodies'] : []),
     ];
-    let best: (FixedRateResult & { other: number }) | undefined;
+    let best: (FixedRateResult & { other: number; core?: number }) | undefined;
     try {
       for (let attempt = 0; ; attempt++) {
         await this.waitQuiet(t.system);
@@ -351,7 +351,10 @@ class Run {
         const b = cpuSnapshot();
         // The generator's warm-up and start-up fall inside the window; both are this process's children.
         const other = a && b ? otherCpuShare(a, b, this.groups(), cpus().length) : 0;
-        if (!best || other < best.other) best = { ...fr, other };
+        // The system's own CPU over the window (generator start-up, warm-up and measured time), as a share of one core.
+        const pid = t.child.pid;
+        const core = a && b && pid !== undefined && b.at > a.at ? ((b.groups.get(pid) ?? 0) - (a.groups.get(pid) ?? 0)) / (b.at - a.at) : undefined;
+        if (!best || other < best.other) best = { ...fr, other, ...(core === undefined ? {} : { core }) };
         if (other <= MAX_OTHER_CPU || !this.mayRepeat(attempt, (o.warmupS + o.durationS) * 1000)) break;
         this.ctx.log(`  (${t.system}: other processes took ${pct(other)} of the CPUs; measuring again)`);
       }
@@ -580,6 +583,7 @@ async function measureAll(ctx: BenchContext, r: Run, s: Settings): Promise<void>
         // Against direct's p99 of this round (direct runs first in every round).
         if (t.system === SYSTEMS.direct) directP99 = fr.p99Ms;
         else if (directP99 !== undefined) r.row({ system: t.system, scenario: sc, metric: 'added p99', value: fr.p99Ms - directP99, unit: 'ms' });
+        if (fr.core !== undefined && t.system !== SYSTEMS.direct) r.row({ system: t.system, scenario: sc, metric: 'core use', value: fr.core, unit: 'share of one core' });
         r.row({ system: t.system, scenario: sc, metric: 'other CPU', value: fr.other, unit: 'share of machine' });
         if (fr.other > MAX_OTHER_CPU) r.disturbed.push(`${t.system} (${sc}) ${pct(fr.other)}`);
       }

@@ -237,7 +237,7 @@ export function report(results: Results): string {
 
   const halfSystems = Object.values(SYSTEMS).filter((s) => v(results, s, HALF_SCENARIO, 'p99') !== undefined);
   const half = table(
-    ['system', 'rate req/s', 'p50 ms', 'p99 ms', 'added p99 ms', 'added p99 per round ms'],
+    ['system', 'rate req/s', 'p50 ms', 'p99 ms', 'added p99 ms', 'added p99 per round ms', 'its core busy, per round'],
     halfSystems.map((s) => {
       const added = s === SYSTEMS.direct ? undefined : roundDifferences(rows, HALF_SCENARIO, 'p99', s, SYSTEMS.direct);
       return [
@@ -247,6 +247,7 @@ export function report(results: Results): string {
         ms(v(results, s, HALF_SCENARIO, 'p99')),
         added ? ms(added.median) : '-',
         added ? added.values.map(ms).join(', ') : '-',
+        spreadOver(rows, s, HALF_SCENARIO, 'core use')?.values.map((x) => `${Math.round(x * 100)}%`).join(', ') ?? '-',
       ];
     }),
   );
@@ -289,7 +290,7 @@ export function report(results: Results): string {
     throughput,
     '',
     ...(perRoundRatios.length ? [`Per round, req/s ratios: ${perRoundRatios.join('; ')}. Req/s per round: ${rpsRounds.join('; ')}.`, ''] : []),
-    `**Added latency at half load** (open loop at a fixed rate, half of archlab's median maximum above, for ${settings.fixedDurationS} s after ${settings.fixedWarmupS} s warm-up in each round; requests go out on schedule whether or not earlier ones were answered, over up to 64 keep-alive connections; latency from the moment each is issued; added p99 = the system's p99 − direct's p99 of the same round, median over the rounds)`,
+    `**Added latency at half load** (open loop at a fixed rate, half of archlab's median maximum above, for ${settings.fixedDurationS} s after ${settings.fixedWarmupS} s warm-up in each round; requests go out on schedule whether or not earlier ones were answered, over up to 64 keep-alive connections; latency from the moment each is issued; added p99 = the system's p99 − direct's p99 of the same round, median over the rounds; "its core busy" = the system's CPU over the run, generator start-up and warm-up included, as a share of one core: how far from half of its capacity it really ran that minute)`,
     '',
     halfSystems.length ? half : '_not measured_',
     '',
