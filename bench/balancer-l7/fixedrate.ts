@@ -8,12 +8,12 @@
  * p99LateMs, rather than billed to the server.
  *
  * HTTP/1.1 is spoken directly on node:net sockets (one request in flight per connection, no
- * pipelining). Idle connections are reused last-in first-out; a server's `Keep-Alive: timeout=N`
- * is honoured as undici honours it: a connection idle for N s less a second is closed by the
- * generator rather than reused, so a request is never sent on a connection the server is closing
- * for idleness at that moment (that race is the client's to avoid, and it is not the server's
- * failure): node:http's client costs several times more CPU per request, and on a two-core
- * machine the generator's CPU is taken from the system it measures.
+ * pipelining): node:http's client costs several times more CPU per request, and on a two-core
+ * machine the generator's CPU is taken from the system it measures. Idle connections are reused
+ * last-in first-out; a server's `Keep-Alive: timeout=N` is honoured as undici honours it: a
+ * connection idle for N s less a second is closed by the generator rather than reused, so a request
+ * is never sent on a connection the server is closing for idleness at that moment (that race is the
+ * client's to avoid, and it is not the server's failure).
  *
  *   node --import tsx bench/balancer-l7/fixedrate.ts --url URL --rate R --duration-s D \
  *     [--warmup-s W] [--connections C] [--expect-bytes N] [--count-bodies]
@@ -123,7 +123,7 @@ class Conn {
     if (this.open) this.socket.write(REQUEST);
   }
 
-  /** Closes an idle connection the server is about to close for idleness (not a failure: no request is on it). */
+  /** Closes a connection with no request on it (the server is about to close it, or said it would): not a failure. */
   retire(): void {
     this.dead = true;
     this.socket.destroy();
@@ -180,9 +180,7 @@ class Conn {
     const ka = KEEP_ALIVE_TIMEOUT.exec(head);
     this.reuseUntil = ka ? performance.now() + Number(ka[1]) * 1000 - KEEP_ALIVE_MARGIN_MS : Infinity;
     if (head.includes('\r\nconnection: close')) {
-      this.dead = true;
-      this.socket.destroy();
-      conns.delete(this);
+      this.retire();
       next(undefined);
     } else {
       next(this);

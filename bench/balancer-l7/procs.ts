@@ -314,18 +314,26 @@ export function cpuSnapshot(): CpuSnapshot | undefined {
  * children and the process groups `ours` used between two snapshots: load the bench did not make.
  */
 export function otherCpuShare(a: CpuSnapshot, b: CpuSnapshot, ours: number[], cpus: number): number {
-  let mine = b.selfMs - a.selfMs;
-  for (const g of new Set(ours)) mine += (b.groups.get(g) ?? 0) - (a.groups.get(g) ?? 0);
-  const capacity = (b.at - a.at) * cpus;
-  return capacity > 0 ? Math.max(0, (b.machineBusyMs - a.machineBusyMs - mine) / capacity) : 0;
+  const mine = b.selfMs - a.selfMs + groupsCpuMs(a, b, ours);
+  return shareOfMachine(a, b, b.machineBusyMs - a.machineBusyMs - mine, cpus);
 }
 
 /** Share of the machine's CPU capacity (all cores) the process groups `ours` used between two snapshots. */
 export function benchCpuShare(a: CpuSnapshot, b: CpuSnapshot, ours: number[], cpus: number): number {
+  return shareOfMachine(a, b, groupsCpuMs(a, b, ours), cpus);
+}
+
+/** CPU ms the process groups `ours` used between two snapshots. */
+function groupsCpuMs(a: CpuSnapshot, b: CpuSnapshot, ours: number[]): number {
   let used = 0;
   for (const g of new Set(ours)) used += (b.groups.get(g) ?? 0) - (a.groups.get(g) ?? 0);
+  return used;
+}
+
+/** `ms` of CPU as a share of all cores over the time between two snapshots (0 when none passed). */
+function shareOfMachine(a: CpuSnapshot, b: CpuSnapshot, ms: number, cpus: number): number {
   const capacity = (b.at - a.at) * cpus;
-  return capacity > 0 ? Math.max(0, used / capacity) : 0;
+  return capacity > 0 ? Math.max(0, ms / capacity) : 0;
 }
 
 export interface GetResult {

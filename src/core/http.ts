@@ -53,6 +53,7 @@ export function fieldName(raw: string): string | undefined {
   if (FIELD_NAMES.size < MAX_FIELD_NAMES && raw.length <= MAX_CACHED_NAME_LENGTH) FIELD_NAMES.set(raw, name);
   return name;
 }
+
 /** A character no field value may hold (RFC 9110 5.5: HTAB, SP, visible ASCII and obs-text only), as node:http checks outgoing ones. */
 export const INVALID_FIELD_VALUE_CHAR = /[^\t\x20-\x7e\x80-\xff]/;
 /** Visible ASCII, SP and HTAB only: no CR, LF, NUL or other controls, no obs-text. */
