@@ -18,16 +18,9 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ArchlabError } from '../../src/core/errors.js';
 import { connectQueue } from '../../src/queue/client/index.js';
 import { encodeRecordBatch } from '../../src/queue/log/record-batch.js';
-
-/** A server that would not start, or a run that failed its check: the A/B is void. */
-class AbVoid extends ArchlabError {
-  constructor(message: string) {
-    super('ARCHLAB_BENCH_VOID', message);
-  }
-}
+import { AbVoid, interleavedPairs, procCpuMs } from '../ab.js';
 
 const [treeA, treeB, pairsArg, mibArg] = process.argv.slice(2);
 if (treeA === undefined || treeB === undefined) {
@@ -38,14 +31,6 @@ const pairs = Number(pairsArg ?? 4);
 const mib = Number(mibArg ?? 1024);
 const RECORDS_PER_BATCH = 253;
 const IN_FLIGHT = 8;
-
-/** Clock ticks per second of /proc/<pid>/stat (USER_HZ, 100 on Linux). */
-const TICKS = 100;
-
-function cpuMs(pid: number): number {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return ((Number(f[11]) + Number(f[12])) * 1000) / TICKS;
-}
 
 function readCalls(pid: number): number {
   return Number(/syscr: (\d+)/.exec(readFileSync(`/proc/${pid}/io`, 'utf8'))?.[1] ?? Number.NaN);
@@ -86,7 +71,7 @@ async function run(tree: string): Promise<Run> {
       await client.createTopic('ab', { partitions: 1 });
       // The server stamps offsets into its own copy of each frame: one batch can be sent again and again.
       for (let i = 0; i < 20; i++) await client.appendRaw('ab', 0, batch, 'leader');
-      const cpu0 = cpuMs(pid);
+      const cpu0 = procCpuMs(pid);
       const reads0 = readCalls(pid);
       const t0 = performance.now();
       let sent = 0;
@@ -98,7 +83,7 @@ async function run(tree: string): Promise<Run> {
       };
       await Promise.all(Array.from({ length: IN_FLIGHT }, worker));
       const ms = performance.now() - t0;
-      const cpu = cpuMs(pid) - cpu0;
+      const cpu = procCpuMs(pid) - cpu0;
       const reads = readCalls(pid) - reads0;
       const hw = (await client.describeTopic('ab')).partitions[0]?.highWatermark;
       if (hw !== (batches + 20) * RECORDS_PER_BATCH) throw new AbVoid(`check failed: high watermark ${hw}, expected ${(batches + 20) * RECORDS_PER_BATCH}`);
@@ -115,22 +100,14 @@ async function run(tree: string): Promise<Run> {
   }
 }
 
-const median = (xs: number[]): number => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
-const show = (r: Run): string => `${r.mbPerS.toFixed(0)} MB/s ${r.cpuMsPerMiB.toFixed(2)} ms CPU/MiB ${r.readsPerMiB.toFixed(1)} reads/MiB`;
-const speed: number[] = [];
-const cpu: number[] = [];
-for (let p = 0; p < pairs; p++) {
-  let a: Run;
-  let b: Run;
-  if (p % 2 === 0) {
-    a = await run(treeA);
-    b = await run(treeB);
-  } else {
-    b = await run(treeB);
-    a = await run(treeA);
-  }
-  speed.push(b.mbPerS / a.mbPerS);
-  cpu.push(b.cpuMsPerMiB / a.cpuMsPerMiB);
-  process.stdout.write(`pair ${p + 1}: A ${show(a)} | B ${show(b)} | B/A ${speed.at(-1)!.toFixed(2)}, CPU per MiB ${cpu.at(-1)!.toFixed(2)}\n`);
-}
-process.stdout.write(`median B/A over ${pairs} pairs: throughput ${median(speed).toFixed(2)}, server CPU per MiB ${median(cpu).toFixed(2)}\n`);
+await interleavedPairs({
+  treeA,
+  treeB,
+  pairs,
+  run,
+  show: (r: Run) => `${r.mbPerS.toFixed(0)} MB/s ${r.cpuMsPerMiB.toFixed(2)} ms CPU/MiB ${r.readsPerMiB.toFixed(1)} reads/MiB`,
+  metrics: [
+    { name: 'throughput', value: (r: Run) => r.mbPerS },
+    { name: 'server CPU per MiB', value: (r: Run) => r.cpuMsPerMiB },
+  ],
+});

@@ -1,0 +1,68 @@
+/**
+ * What the A/B scripts share (bench/balancer-l7/ab.ts, bench/queue/tcp-ab.ts): two source trees
+ * measured in interleaved pairs, the order alternating from pair to pair, each pair compared as
+ * B ÷ A and the pairs summarised by their median; a process's CPU time from /proc.
+ */
+import { readFileSync } from 'node:fs';
+import { ArchlabError } from '../src/core/errors.js';
+
+/** A process that would not start, or a run that failed its check: the A/B is void. */
+export class AbVoid extends ArchlabError {
+  constructor(message: string) {
+    super('ARCHLAB_BENCH_VOID', message);
+  }
+}
+
+/** Clock ticks per second of /proc/<pid>/stat (USER_HZ, 100 on Linux). */
+const TICKS = 100;
+
+/** utime + stime of `pid` so far, ms. */
+export function procCpuMs(pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return ((Number(f[11]) + Number(f[12])) * 1000) / TICKS;
+}
+
+export function median(xs: readonly number[]): number {
+  const s = [...xs].sort((x, y) => x - y);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+export interface AbMetric<R> {
+  /** As printed: "req/s", "CPU per request". */
+  name: string;
+  value(r: R): number;
+}
+
+/**
+ * Runs `pairs` pairs of run(treeA) and run(treeB), A first in odd pairs and B first in even ones;
+ * prints each pair (`show`) with B ÷ A of each metric, then the medians of those ratios.
+ */
+export async function interleavedPairs<R>(o: {
+  treeA: string;
+  treeB: string;
+  pairs: number;
+  run: (tree: string) => Promise<R>;
+  show: (r: R) => string;
+  metrics: readonly AbMetric<R>[];
+}): Promise<void> {
+  const ratios = o.metrics.map(() => [] as number[]);
+  for (let p = 0; p < o.pairs; p++) {
+    let a: R;
+    let b: R;
+    if (p % 2 === 0) {
+      a = await o.run(o.treeA);
+      b = await o.run(o.treeB);
+    } else {
+      b = await o.run(o.treeB);
+      a = await o.run(o.treeA);
+    }
+    const line = o.metrics.map((m, i) => {
+      const ratio = m.value(b) / m.value(a);
+      ratios[i]!.push(ratio);
+      return `${m.name} ${ratio.toFixed(3)}`;
+    });
+    process.stdout.write(`pair ${p + 1}: A ${o.show(a)} | B ${o.show(b)} | B/A ${line.join(', ')}\n`);
+  }
+  process.stdout.write(`median B/A over ${o.pairs} pairs: ${o.metrics.map((m, i) => `${m.name} ${median(ratios[i]!).toFixed(3)}`).join(', ')}\n`);
+}
