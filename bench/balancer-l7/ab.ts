@@ -24,6 +24,7 @@ if (treeA === undefined || treeB === undefined) {
 const pairs = Number(pairsArg ?? 6);
 const seconds = Number(secondsArg ?? 5);
 const ROOT = join(import.meta.dirname, '..', '..');
+
 /** Starts `args` pinned to `cpu` and resolves with the port of its `{"port":N}` line. */
 async function startPinned(cpu: number, args: string[], cwd: string): Promise<{ child: ChildProcess; port: number }> {
   const child = spawn('taskset', ['-c', String(cpu), process.execPath, '--import', 'tsx', ...args], { cwd, stdio: ['ignore', 'pipe', 'inherit'] });
