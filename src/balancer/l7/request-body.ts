@@ -30,6 +30,8 @@ export class BodyReader {
   private readonly buf: Buffer;
   private at = 0;
   private done = false;
+  /** Its slot in the proxy's ExchangeTimeouts while armed (-1: not armed). */
+  armedAt = -1;
 
   constructor(
     private readonly req: Readable,
