@@ -1,31 +1,16 @@
 /**
  * What the A/B scripts share (bench/balancer-l7/ab.ts, bench/queue/tcp-ab.ts): two source trees
  * measured in interleaved pairs, the order alternating from pair to pair, each pair compared as
- * B ÷ A and the pairs summarised by their median; a process's CPU time from /proc.
+ * B ÷ A and the pairs summarised by their median.
  */
-import { readFileSync } from 'node:fs';
 import { ArchlabError } from '../src/core/errors.js';
+import { median } from './harness.js';
 
 /** A process that would not start, or a run that failed its check: the A/B is void. */
 export class AbVoid extends ArchlabError {
   constructor(message: string) {
     super('ARCHLAB_BENCH_VOID', message);
   }
-}
-
-/** Clock ticks per second of /proc/<pid>/stat (USER_HZ, 100 on Linux). */
-const TICKS = 100;
-
-/** utime + stime of `pid` so far, ms. */
-export function procCpuMs(pid: number): number {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return ((Number(f[11]) + Number(f[12])) * 1000) / TICKS;
-}
-
-export function median(xs: readonly number[]): number {
-  const s = [...xs].sort((x, y) => x - y);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
 export interface AbMetric<R> {

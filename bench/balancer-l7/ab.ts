@@ -14,7 +14,8 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
-import { AbVoid, interleavedPairs, procCpuMs } from '../ab.js';
+import { AbVoid, interleavedPairs } from '../ab.js';
+import { processCpuMs } from './procs.js';
 
 const [treeA, treeB, pairsArg, secondsArg] = process.argv.slice(2);
 if (treeA === undefined || treeB === undefined) {
@@ -73,9 +74,9 @@ async function run(tree: string, backendPort: number): Promise<Run> {
   const lb = await startPinned(0, [join(tree, 'bench/balancer-l7/archlab.ts'), '--backends', `127.0.0.1:${backendPort}`], tree);
   try {
     await wrk(lb.port, 1);
-    const cpu0 = procCpuMs(lb.child.pid!);
+    const cpu0 = processCpuMs(lb.child.pid!);
     const w = await wrk(lb.port, seconds);
-    const cpu = procCpuMs(lb.child.pid!) - cpu0;
+    const cpu = processCpuMs(lb.child.pid!) - cpu0;
     if (w.errors !== undefined || !Number.isFinite(w.rps)) throw new AbVoid(`${tree}: ${w.errors ?? 'wrk printed no rate'}`);
     return { rps: w.rps, cpuPer1k: (cpu / w.requests) * 1000 };
   } finally {

@@ -250,6 +250,17 @@ export function groupCpuMs(pgid: number): number {
   return cpuByGroup().get(pgid) ?? 0;
 }
 
+/** Fields after the ")" that closes the command name: state(3) ppid pgrp(5) ... utime(14) stime(15). */
+function statFields(stat: string): string[] {
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+}
+
+/** utime + stime of process `pid` so far, ms, from /proc (Linux). */
+export function processCpuMs(pid: number): number {
+  const f = statFields(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  return (Number(f[11]) + Number(f[12])) * (1000 / ticksPerSecond());
+}
+
 /** CPU time (utime + stime, ms) of every live process on the machine, summed by process group. */
 export function cpuByGroup(): Map<number, number> {
   const out = new Map<number, number>();
@@ -268,8 +279,7 @@ export function cpuByGroup(): Map<number, number> {
     } catch {
       continue; // exited meanwhile
     }
-    // Fields after the ")" that closes the command name: state(3) ppid pgrp(5) ... utime(14) stime(15).
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const f = statFields(stat);
     const pgid = Number(f[2]);
     out.set(pgid, (out.get(pgid) ?? 0) + (Number(f[11]) + Number(f[12])) * msPerTick);
   }

@@ -20,7 +20,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connectQueue } from '../../src/queue/client/index.js';
 import { encodeRecordBatch } from '../../src/queue/log/record-batch.js';
-import { AbVoid, interleavedPairs, procCpuMs } from '../ab.js';
+import { AbVoid, interleavedPairs } from '../ab.js';
+import { processCpuMs } from '../balancer-l7/procs.js';
 
 const [treeA, treeB, pairsArg, mibArg] = process.argv.slice(2);
 if (treeA === undefined || treeB === undefined) {
@@ -71,7 +72,7 @@ async function run(tree: string): Promise<Run> {
       await client.createTopic('ab', { partitions: 1 });
       // The server stamps offsets into its own copy of each frame: one batch can be sent again and again.
       for (let i = 0; i < 20; i++) await client.appendRaw('ab', 0, batch, 'leader');
-      const cpu0 = procCpuMs(pid);
+      const cpu0 = processCpuMs(pid);
       const reads0 = readCalls(pid);
       const t0 = performance.now();
       let sent = 0;
@@ -83,7 +84,7 @@ async function run(tree: string): Promise<Run> {
       };
       await Promise.all(Array.from({ length: IN_FLIGHT }, worker));
       const ms = performance.now() - t0;
-      const cpu = procCpuMs(pid) - cpu0;
+      const cpu = processCpuMs(pid) - cpu0;
       const reads = readCalls(pid) - reads0;
       const hw = (await client.describeTopic('ab')).partitions[0]?.highWatermark;
       if (hw !== (batches + 20) * RECORDS_PER_BATCH) throw new AbVoid(`check failed: high watermark ${hw}, expected ${(batches + 20) * RECORDS_PER_BATCH}`);

@@ -719,6 +719,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
   private readonly rt: PoolRuntime;
   /** performance.now() after which the exchange times out (ExchangeTimeouts); 0 = no timeout armed. */
   deadline = 0;
+  /** Its slot in the proxy's ExchangeTimeouts while armed (-1: not armed). */
   armedAt = -1;
   /** Waiting for response headers (responseMs) or, after them, for body bytes (idleMs). */
   private phase: 'headers' | 'body' = 'headers';
