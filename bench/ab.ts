@@ -1,8 +1,10 @@
 /**
- * What the A/B scripts share (bench/balancer-l7/ab.ts, bench/queue/tcp-ab.ts): two source trees
- * measured in interleaved pairs, the order alternating from pair to pair, each pair compared as
- * B ÷ A and the pairs summarised by their median.
+ * What the A/B scripts share (bench/balancer-l7/ab.ts and half-ab.ts, bench/queue/tcp-ab.ts): two
+ * source trees, or two variants, measured in interleaved pairs, the order alternating from pair to
+ * pair, each pair compared as B ÷ A and the pairs summarised by their median; and starting and
+ * stopping the processes measured.
  */
+import { spawn, type ChildProcess } from 'node:child_process';
 import { ArchlabError } from '../src/core/errors.js';
 import { median } from './harness.js';
 
@@ -50,4 +52,30 @@ export async function interleavedPairs<R>(o: {
     process.stdout.write(`pair ${p + 1}: A ${o.show(a)} | B ${o.show(b)} | B/A ${line.join(', ')}\n`);
   }
   process.stdout.write(`median B/A over ${o.pairs} pairs: ${o.metrics.map((m, i) => `${m.name} ${median(ratios[i]!).toFixed(3)}`).join(', ')}\n`);
+}
+
+/**
+ * Runs `command args` in `cwd` (stdout piped, stderr inherited) and resolves with the port of the
+ * first `"port":N` it prints; an exit before that voids the A/B.
+ */
+export async function startWithPort(command: string, args: string[], cwd: string): Promise<{ child: ChildProcess; port: number }> {
+  const child = spawn(command, args, { cwd, stdio: ['ignore', 'pipe', 'inherit'] });
+  const port = await new Promise<number>((resolve, reject) => {
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = /"port":(\d+)/.exec(out);
+      if (m) resolve(Number(m[1]));
+    });
+    child.once('exit', (code) => reject(new AbVoid(`${args.find((a) => a.endsWith('.ts')) ?? command} exited with ${code}: ${out}`)));
+  });
+  return { child, port };
+}
+
+/** SIGTERM, and resolves once the process has exited. */
+export async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.kill('SIGTERM');
+  await exited;
 }

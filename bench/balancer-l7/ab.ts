@@ -14,7 +14,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
-import { AbVoid, interleavedPairs } from '../ab.js';
+import { AbVoid, interleavedPairs, startWithPort, stopChild as stop } from '../ab.js';
 import { processCpuMs } from './procs.js';
 
 const [treeA, treeB, pairsArg, secondsArg] = process.argv.slice(2);
@@ -26,26 +26,9 @@ const pairs = Number(pairsArg ?? 6);
 const seconds = Number(secondsArg ?? 5);
 const ROOT = join(import.meta.dirname, '..', '..');
 
-/** Starts `args` pinned to `cpu` and resolves with the port of its `{"port":N}` line. */
-async function startPinned(cpu: number, args: string[], cwd: string): Promise<{ child: ChildProcess; port: number }> {
-  const child = spawn('taskset', ['-c', String(cpu), process.execPath, '--import', 'tsx', ...args], { cwd, stdio: ['ignore', 'pipe', 'inherit'] });
-  const port = await new Promise<number>((resolve, reject) => {
-    let out = '';
-    child.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      const m = /"port":(\d+)/.exec(out);
-      if (m) resolve(Number(m[1]));
-    });
-    child.once('exit', (code) => reject(new AbVoid(`${args[0]} exited with ${code}: ${out}`)));
-  });
-  return { child, port };
-}
-
-async function stop(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null) return;
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  child.kill('SIGTERM');
-  await exited;
+/** Starts `node --import tsx <args>` pinned to `cpu` and resolves with the port of its `{"port":N}` line. */
+function startPinned(cpu: number, args: string[], cwd: string): Promise<{ child: ChildProcess; port: number }> {
+  return startWithPort('taskset', ['-c', String(cpu), process.execPath, '--import', 'tsx', ...args], cwd);
 }
 
 interface Wrk {

@@ -18,7 +18,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { AbVoid, interleavedPairs } from '../ab.js';
+import { AbVoid, interleavedPairs, startWithPort, stopChild as stop } from '../ab.js';
 import { median } from '../harness.js';
 import type { FixedRateResult } from './common.js';
 
@@ -41,25 +41,8 @@ if (!(pairs >= 1 && pairs <= 20 && rate > 0 && rate <= 50_000 && idleS >= 0 && i
 }
 
 /** Runs `node [flags] --import tsx <args>` and resolves with the port of its `{"port":N}` line. */
-async function startNode(flags: string[], args: string[], cwd: string): Promise<{ child: ChildProcess; port: number }> {
-  const child = spawn(process.execPath, [...flags, '--import', 'tsx', ...args], { cwd, stdio: ['ignore', 'pipe', 'inherit'] });
-  const port = await new Promise<number>((resolve, reject) => {
-    let out = '';
-    child.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      const m = /"port":(\d+)/.exec(out);
-      if (m) resolve(Number(m[1]));
-    });
-    child.once('exit', (code) => reject(new AbVoid(`${args[0]} exited with ${code}: ${out}`)));
-  });
-  return { child, port };
-}
-
-async function stop(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null) return;
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  child.kill('SIGTERM');
-  await exited;
+function startNode(flags: string[], args: string[], cwd: string): Promise<{ child: ChildProcess; port: number }> {
+  return startWithPort(process.execPath, [...flags, '--import', 'tsx', ...args], cwd);
 }
 
 async function output(cmd: string, cmdArgs: string[]): Promise<string> {

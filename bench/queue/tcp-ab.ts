@@ -14,13 +14,12 @@
  *
  * Set AB_SERVER_FLAGS to pass node flags to the servers (e.g. "--cpu-prof --cpu-prof-dir=/tmp/p").
  */
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connectQueue } from '../../src/queue/client/index.js';
 import { encodeRecordBatch } from '../../src/queue/log/record-batch.js';
-import { AbVoid, interleavedPairs } from '../ab.js';
+import { AbVoid, interleavedPairs, startWithPort, stopChild } from '../ab.js';
 import { processCpuMs } from '../balancer-l7/procs.js';
 
 const [treeA, treeB, pairsArg, mibArg] = process.argv.slice(2);
@@ -55,17 +54,15 @@ async function run(tree: string): Promise<Run> {
   const dir = mkdtempSync(join(tmpdir(), 'archlab-tcp-ab-'));
   const flags = (process.env.AB_SERVER_FLAGS ?? '').split(' ').filter(Boolean);
   const args = ['-c', '0', process.execPath, ...flags, '--import', 'tsx', join(tree, 'bench/queue/server-child.ts'), JSON.stringify({ dataDir: join(dir, 'server'), fsync: 'always' })];
-  const child = spawn('taskset', args, { cwd: tree, stdio: ['ignore', 'pipe', 'inherit'] });
+  let started: Awaited<ReturnType<typeof startWithPort>>;
   try {
-    const port = await new Promise<number>((resolve, reject) => {
-      let out = '';
-      child.stdout.on('data', (d: Buffer) => {
-        out += d.toString();
-        const m = /"port":(\d+)/.exec(out);
-        if (m) resolve(Number(m[1]));
-      });
-      child.once('exit', (code) => reject(new AbVoid(`server exited with ${code}: ${out}`)));
-    });
+    started = await startWithPort('taskset', args, tree);
+  } catch (err) {
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
+  const { child, port } = started;
+  try {
     const pid = child.pid!;
     const client = await connectQueue({ host: '127.0.0.1', port, requestTimeoutMs: 60_000 });
     try {
@@ -94,9 +91,7 @@ async function run(tree: string): Promise<Run> {
       await client.close();
     }
   } finally {
-    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-    child.kill('SIGTERM');
-    await exited;
+    await stopChild(child);
     rmSync(dir, { recursive: true, force: true });
   }
 }
