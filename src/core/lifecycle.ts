@@ -4,6 +4,7 @@ import type * as net from 'node:net';
 import type { Logger } from 'pino';
 import { ArchlabError, InvalidArgumentError } from './errors.js';
 import { formatHostPort, parsePort } from './net.js';
+import { SlotSet } from './slot-set.js';
 
 /**
  * Start, stop, drain. Every archlab server is started through `listen()` and so behaves the same:
@@ -82,8 +83,9 @@ export async function listen(server: net.Server | http.Server | https.Server, op
   const isHttps = server instanceof https.Server;
   const isHttp = isHttps || server instanceof http.Server;
   const sockets = new Set<net.Socket>();
-  // Responses not yet finished, so close() can mark them `Connection: close`.
-  const active = new Set<http.ServerResponse>();
+  // Responses not yet finished, so close() can mark them `Connection: close`. One add and one
+  // delete per request: a SlotSet, not a Set (see slot-set.ts).
+  const active = new SlotSet<http.ServerResponse>();
   let closing = false;
 
   const onConnection = (socket: net.Socket): void => {
