@@ -10,7 +10,9 @@
  * promoted: garbage piles up in the old generation until the next mark-compact, and again after
  * it. docs/balancer.md measured it in the balancer (session 14: scavenges from 0.5 to 6 ms) and in
  * core/lifecycle's set of unfinished responses on every node:http server (session 15: 3.2 MB/s
- * promoted under load after a lull, 0.03 MB/s with this class).
+ * promoted under load after a lull, 0.03 MB/s with this class). The balancer's ExchangeTimeouts
+ * (balancer/l7/proxy.ts) is the same idea specialised: the index is a field its items declare, and
+ * its timer walks the array in place instead of a copy.
  */
 export class SlotSet<T extends object> implements Iterable<T> {
   private readonly items: T[] = [];
