@@ -21,6 +21,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { AbVoid, interleavedPairs, startWithPort, stopChild as stop } from '../ab.js';
 import { median } from '../harness.js';
 import type { FixedRateResult } from './common.js';
+import { errorCount, runWrk } from './wrk.js';
 
 const args = process.argv.slice(2);
 const opt = (name: string, dflt: string): string => {
@@ -71,9 +72,9 @@ async function run(name: string, backendPort: number): Promise<Run> {
   const v = variants[name as 'A' | 'B'];
   const lb = await startNode(v.flags, [join(v.tree, 'bench/balancer-l7/archlab.ts'), '--backends', `127.0.0.1:${backendPort}`], v.tree);
   try {
-    for (const s of [2, 6]) {
-      const w = await output('wrk', ['-t1', '-c50', `-d${s}s`, `http://127.0.0.1:${lb.port}/`]);
-      if (/Socket errors|Non-2xx/.test(w)) throw new AbVoid(`wrk through archlab: ${/Socket errors[^\n]*|Non-2xx[^\n]*/.exec(w)![0]}`);
+    for (const durationS of [2, 6]) {
+      const w = await runWrk({ wrk: 'wrk', url: `http://127.0.0.1:${lb.port}/`, connections: 50, threads: 1, durationS });
+      if (errorCount(w) > 0) throw new AbVoid(`wrk through archlab: ${errorCount(w)} errors`);
     }
     await sleep(idleS * 1000);
     const through = await fixedRate(lb.port);
