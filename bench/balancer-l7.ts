@@ -13,7 +13,9 @@
  * whose speed swings 2x from one minute to the next. Each round's numbers are rows of scenario
  * `${scenario} #k`; after a table's last round, one row of the plain scenario holds the median
  * over the rounds (what the docs tables show). The targets (balancer-l7/report.ts) are judged on
- * the median of per-round comparisons: archlab ÷ peer req/s within each round, archlab's p99 −
+ * the median of per-round comparisons: archlab ÷ peer req/s within each round (for the req/s
+ * targets, the rounds of the paired windows: archlab, http-proxy, reply-from and nginx only, in
+ * short windows back to back, many rounds, order reversed every other round), archlab's p99 −
  * direct's p99 within each round; the algorithms' on their median p99s, with the rounds each won.
  * The half-load rate is half of archlab's median maximum over the main table's rounds, so it is
  * known only once those are done: hence table by table rather than every table in each round.
@@ -40,6 +42,8 @@ import {
   MACHINE,
   MAX_ERROR_SHARE,
   MAX_OTHER_CPU,
+  PAIRED_SCENARIO,
+  PAIRED_SYSTEMS,
   QUICK,
   SCENARIO,
   SYSTEMS,
@@ -543,6 +547,20 @@ async function measureAll(ctx: BenchContext, r: Run, s: Settings): Promise<void>
     }
   }
   r.medians(SCENARIO);
+
+  // Paired windows: archlab and the peers of its req/s targets in short windows back to back,
+  // many rounds, the order reversed every other round (ABCD DCBA) so neither side always runs
+  // first. Each ratio then compares windows seconds apart; the targets are judged on these.
+  const pairedTargets = PAIRED_SYSTEMS.map((name) => mainVerified.find((t) => t.system === name)).filter((t): t is Target => t !== undefined);
+  if (pairedTargets.length > 1 && pairedTargets[0]!.system === SYSTEMS.archlab) {
+    const P = s.pairedRounds;
+    ctx.log(`\n${elapsed()} ${PAIRED_SCENARIO}: ${pairedTargets.map((t) => t.system).join(', ')}, ${s.pairedDurationS} s each, ${P} rounds, order reversed every other round`);
+    for (let k = 1; k <= P; k++) {
+      const order = k % 2 === 1 ? pairedTargets : [...pairedTargets].reverse();
+      for (const t of order) await r.measure(t, roundScenario(PAIRED_SCENARIO, k), s.pairedDurationS, { warmupS: 0 });
+    }
+    r.medians(PAIRED_SCENARIO);
+  } else ctx.note(`${PAIRED_SCENARIO} not measured: needs archlab and at least one of its peers`);
   /** A system's median req/s over the rounds of the main table. */
   const medianMax = (system: string): number | undefined => spreadOf(maxRps.get(system) ?? new Map())?.median;
 

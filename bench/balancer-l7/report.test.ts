@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { Results, Row } from '../harness.js';
-import { ALGO_OPEN_SCENARIO, ALGO_SCENARIO, HALF_SCENARIO, SCENARIO, SYSTEMS, ZERO_WHEN_ABSENT, flaggedRounds, report, targets } from './report.js';
+import { ALGO_OPEN_SCENARIO, ALGO_SCENARIO, HALF_SCENARIO, PAIRED_SCENARIO, SCENARIO, SYSTEMS, ZERO_WHEN_ABSENT, flaggedRounds, report, targets } from './report.js';
 import { medianRows, parseRoundScenario, perRound, roundDifferences, roundRatios, roundScenario, roundsWon, shown, spreadOf } from './rounds.js';
 
 const RR = 'archlab round-robin';
@@ -13,7 +13,7 @@ function rounds(system: string, scenario: string, metric: string, values: (numbe
 
 /** A run's rows as the bench writes them: the per-round rows, then each scenario's median rows. */
 function results(perRoundRows: Row[], quick = false): Results {
-  const scenarios = [SCENARIO, HALF_SCENARIO, ALGO_SCENARIO, ALGO_OPEN_SCENARIO];
+  const scenarios = [SCENARIO, PAIRED_SCENARIO, HALF_SCENARIO, ALGO_SCENARIO, ALGO_OPEN_SCENARIO];
   const rows = [...perRoundRows, ...scenarios.flatMap((sc) => medianRows(perRoundRows, sc, ZERO_WHEN_ABSENT))];
   return { bench: 'balancer-l7', date: '2026-11-28T00:00:00.000Z', quick, machine: { cpus: 2, node: 'v20' }, rows, notes: [] };
 }
@@ -81,6 +81,33 @@ test('req/s targets are judged on the median of per-round ratios, not on the rat
   // 1.995x shows as 2.00x, and is judged as shown: met, never "MISSED ... 2.00x".
   const edge = results([...rounds(SYSTEMS.archlab, SCENARIO, 'req/s', [19950]), ...rounds(SYSTEMS.httpProxy, SCENARIO, 'req/s', [10000])]);
   assert.match(line(edge, 'archlab (one process) >= 2x http-proxy'), /^met: .*median 2\.00x over 1 round \(2\.00x\)/);
+});
+
+test('req/s targets are judged on the paired windows when measured, with the main table shown beside', () => {
+  const main = [...rounds(SYSTEMS.archlab, SCENARIO, 'req/s', [19000, 11000, 9000]), ...rounds(SYSTEMS.httpProxy, SCENARIO, 'req/s', [10000, 5000, 5000])];
+  // Main table alone: 1.90x, 2.20x, 1.80x -> MISSED. Paired: 2.4x, 1.5x, 2.2x, 2.0x, 2.1x -> median 2.1x: met.
+  const paired = [
+    ...rounds(SYSTEMS.archlab, PAIRED_SCENARIO, 'req/s', [12000, 7500, 11000, 10000, 10500]),
+    ...rounds(SYSTEMS.httpProxy, PAIRED_SCENARIO, 'req/s', [5000, 5000, 5000, 5000, 5000]),
+  ];
+  const t = line(results([...main, ...paired]), 'archlab (one process) >= 2x http-proxy');
+  assert.match(t, /^met: /);
+  assert.match(t, /paired windows: median 2\.10x over 5 pairs \(2\.40x, 1\.50x, 2\.20x, 2\.00x, 2\.10x\); median req\/s 10,500 vs 5,000; main table median 1\.90x over 3 rounds/);
+  assert.match(line(results(main), 'archlab (one process) >= 2x http-proxy'), /^MISSED: .*\(median 1\.90x over 3 rounds/);
+  // Paired windows MISSED although the main table met: the paired ones decide either way.
+  const low = [...rounds(SYSTEMS.archlab, PAIRED_SCENARIO, 'req/s', [9000, 9500, 9900]), ...rounds(SYSTEMS.httpProxy, PAIRED_SCENARIO, 'req/s', [5000, 5000, 5000])];
+  const highMain = [...rounds(SYSTEMS.archlab, SCENARIO, 'req/s', [21000]), ...rounds(SYSTEMS.httpProxy, SCENARIO, 'req/s', [10000])];
+  assert.match(line(results([...highMain, ...low]), 'archlab (one process) >= 2x http-proxy'), /^MISSED: .*\(paired windows: median 1\.90x over 3 pairs/);
+  // A peer measured in the main table only: judged there.
+  assert.match(line(results([...paired, ...rounds(SYSTEMS.nginx, SCENARIO, 'req/s', [20000]), ...rounds(SYSTEMS.archlab, SCENARIO, 'req/s', [11000])]), 'archlab (one process) >= 0.5x nginx'), /^met: .*\(median 0\.55x over 1 round/);
+  // The report lists every pair with its spread.
+  assert.match(report(results([...main, ...paired])), /Per pair: archlab ÷ http-proxy 2\.40x, 1\.50x, 2\.20x, 2\.00x, 2\.10x \(median 2\.10x, from 1\.50x to 2\.40x\)/);
+});
+
+test('paired windows are flagged for errors against their own duration', () => {
+  // 3 s x 10,000 req/s = 30,000 requests; 0.1% = 30: 40 errors are flagged (against the main table's 6 s they would not be).
+  const rows = [...rounds(SYSTEMS.archlab, PAIRED_SCENARIO, 'req/s', [10000, 10000]), ...rounds(SYSTEMS.archlab, PAIRED_SCENARIO, 'errors', [40, 20], 'requests')];
+  assert.deepEqual(flaggedRounds(results(rows), SYSTEMS.archlab, PAIRED_SCENARIO), [1]);
 });
 
 test('added p99 is the median of per-round differences, with nginx and haproxy as controls', () => {
