@@ -9,8 +9,8 @@
  *
  * - a probe pinned to CPU 0 times fixed work: 3e7 steps of integer arithmetic (user space only)
  *   and 100,000 system calls (a 256-byte write to /dev/null and a read from /dev/zero, alternately);
- * - archlab's balancer and http-proxy, each one process pinned to CPU 0, are loaded in turn by wrk
- *   (one thread, 50 connections) on CPU 1, beside the backend (bench/balancer-l7/backend.ts), for
+ * - archlab's balancer and http-proxy, each one process pinned to CPU 0, are loaded in turn (the
+ *   order alternating by window) by wrk (one thread, 50 connections) on CPU 1, beside the backend (bench/balancer-l7/backend.ts), for
  *   `seconds` each; their CPU per 1,000 requests comes from /proc (utime + stime).
  *
  * Per window it prints the probe's two times, each proxy's CPU per 1k requests and req/s, and the
@@ -111,8 +111,12 @@ async function main(windows: number, seconds: number): Promise<void> {
     process.stdout.write('window | arith ms | syscall ns | archlab CPU/1k | archlab req/s | http-proxy CPU/1k | http-proxy req/s | req/s ratio\n');
     for (let w = 1; w <= windows; w++) {
       const p = runProbe();
-      const a = await load(archlab.child.pid!, archlab.port, seconds);
-      const h = await load(httpProxy.child.pid!, httpProxy.port, seconds);
+      // The order alternates, so that neither proxy always runs right after the probe.
+      const first = w % 2 === 1 ? archlab : httpProxy;
+      const second = first === archlab ? httpProxy : archlab;
+      const one = await load(first.child.pid!, first.port, seconds);
+      const two = await load(second.child.pid!, second.port, seconds);
+      const [a, h] = first === archlab ? [one, two] : [two, one];
       rows.push({ p, a, h });
       process.stdout.write(
         `${w} | ${p.arithMs.toFixed(1)} | ${p.syscallNs.toFixed(0)} | ${a.cpuPer1k.toFixed(1)} | ${a.rps.toFixed(0)} | ${h.cpuPer1k.toFixed(1)} | ${h.rps.toFixed(0)} | ${(a.rps / h.rps).toFixed(2)}x\n`,
