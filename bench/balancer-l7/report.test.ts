@@ -158,6 +158,25 @@ test('algorithm p99: equal medians are MISSED, never met; the rounds won are pri
   assert.match(line(open, 'p2c p99 < round-robin p99 on backends of 1/5/20 ms at a fixed 1,000 req/s'), /^not measured: .*archlab p2c not measured/);
 });
 
+test("algorithm verdicts show the peers' counterparts against their own round robin, when measured", () => {
+  const rows = [
+    ...rounds(RR, ALGO_SCENARIO, 'p99', [25, 25, 25]),
+    ...rounds('archlab least-connections', ALGO_SCENARIO, 'p99', [26, 26, 26]),
+    ...rounds('archlab p2c', ALGO_SCENARIO, 'p99', [24, 24, 24]),
+    ...rounds('nginx round-robin', ALGO_SCENARIO, 'p99', [21.9, 21.9, 21.9]),
+    ...rounds('nginx least_conn', ALGO_SCENARIO, 'p99', [21.8, 21.8, 21.8]),
+    ...rounds('haproxy roundrobin', ALGO_SCENARIO, 'p99', [21.7, 21.7, 21.7]),
+    ...rounds('haproxy leastconn', ALGO_SCENARIO, 'p99', [22.3, 22.3, 22.3]),
+  ];
+  const r = results(rows);
+  assert.match(
+    line(r, 'least-connections p99 < round-robin p99 on backends of 1/5/20 ms'),
+    /^MISSED: .*won 0 of 3 rounds.*; the same rounds through nginx least_conn 21\.80 vs round-robin 21\.90 ms, haproxy leastconn 22\.30 vs roundrobin 21\.70 ms\)$/,
+  );
+  // p2c's counterparts (nginx random two least_conn, haproxy random(2)) were not measured: no control.
+  assert.doesNotMatch(line(r, 'p2c p99 < round-robin p99 on backends of 1/5/20 ms'), /the same rounds through/);
+});
+
 test('missing systems are "not measured", never met or MISSED', () => {
   const onlyArchlab = results([...rounds(SYSTEMS.archlab, SCENARIO, 'req/s', [13000, 12000])]);
   const t = targets(onlyArchlab);

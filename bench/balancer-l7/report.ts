@@ -41,6 +41,18 @@ export const PAIRED_SYSTEMS: readonly string[] = [SYSTEMS.archlab, SYSTEMS.httpP
 /** The system of the machine's own stall rows (hiccups.ts), in the half-load scenario. */
 export const MACHINE = 'machine';
 
+/** The peers' counterparts of archlab's algorithms, each with its own round robin: [algorithm, round robin] systems. */
+export const PEER_COUNTERPARTS: Readonly<Record<string, readonly (readonly [string, string])[]>> = {
+  'least-connections': [
+    ['nginx least_conn', 'nginx round-robin'],
+    ['haproxy leastconn', 'haproxy roundrobin'],
+  ],
+  p2c: [
+    ['nginx random two least_conn', 'nginx round-robin'],
+    ['haproxy random(2)', 'haproxy roundrobin'],
+  ],
+};
+
 /** A share of requests with errors above this voids a run's numbers (they are kept, flagged). */
 export const MAX_ERROR_SHARE = 0.001;
 /** Share of the machine's CPUs that processes outside the bench may take before a run is flagged (and, in full runs, repeated). */
@@ -186,8 +198,19 @@ export function targets(results: Results): string[] {
     );
   }
 
-  // Algorithms: the median p99s compared at the precision printed, and the rounds each won.
+  // Algorithms: the median p99s compared at the precision printed, and the rounds each won; the
+  // peers' own counterparts against their round robin in the same rounds, as a control for what
+  // the scenario lets any balancer show.
   const rr = 'archlab round-robin';
+  const controlsFor = (a: string, scenario: string): string => {
+    const pairs = PEER_COUNTERPARTS[a] ?? [];
+    const shownPairs = pairs.flatMap(([alg, base]) => {
+      const p = measured(alg, scenario, 'p99');
+      const q = measured(base, scenario, 'p99');
+      return p && q ? [`${alg} ${ms2(p.median)} vs ${base.replace(/^\S+ /, '')} ${ms2(q.median)} ms`] : [];
+    });
+    return shownPairs.length ? `; the same rounds through ${shownPairs.join(', ')}` : '';
+  };
   const algo = (scenario: string, label: (a: string) => string): void => {
     for (const a of ['least-connections', 'p2c', 'peak-ewma']) {
       const system = `archlab ${a}`;
@@ -204,7 +227,7 @@ export function targets(results: Results): string[] {
       check(
         label(a),
         shown(p.median, 2) < shown(q.median, 2),
-        `median p99 ${ms2(p.median)} ms vs ${ms2(q.median)} ms; won ${w.won} of ${rounds(w.of)}${pairs.length > 1 ? ` (${pairs.join(', ')} ms)` : ''}`,
+        `median p99 ${ms2(p.median)} ms vs ${ms2(q.median)} ms; won ${w.won} of ${rounds(w.of)}${pairs.length > 1 ? ` (${pairs.join(', ')} ms)` : ''}${controlsFor(a, scenario)}`,
       );
     }
   };
