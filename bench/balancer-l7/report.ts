@@ -140,9 +140,11 @@ export function flaggedRounds(results: Results, system: string, scenario: string
 const x2 = (r: number): string => `${r.toFixed(2)}x`;
 const ms2 = (x: number): string => x.toFixed(2);
 const signed = (x: number): string => (x < 0 ? x.toFixed(2) : `+${x.toFixed(2)}`);
-const rounds = (n: number): string => `${n} round${n === 1 ? '' : 's'}`;
+/** "1 round", "3 pairs" */
+const count = (n: number, unit: string): string => `${n} ${unit}${n === 1 ? '' : 's'}`;
+const rounds = (n: number): string => count(n, 'round');
 /** "median 1.52x over 3 rounds (1.41x, 1.52x, 1.66x)" */
-const ratioSpread = (s: Spread, unit = 'round'): string => `median ${x2(s.median)} over ${s.values.length} ${unit}${s.values.length === 1 ? '' : 's'} (${s.values.map(x2).join(', ')})`;
+const ratioSpread = (s: Spread, unit = 'round'): string => `median ${x2(s.median)} over ${count(s.values.length, unit)} (${s.values.map(x2).join(', ')})`;
 /** "median +15.50 ms over 3 rounds (+14.00, +15.50, +17.10 ms)" */
 const addedSpread = (s: Spread): string => `median ${signed(s.median)} ms over ${rounds(s.values.length)} (${s.values.map(signed).join(', ')} ms)`;
 
@@ -270,14 +272,15 @@ export function report(results: Results): string {
       ms(v(results, s, SCENARIO, 'CPU per 1k req')) + (s === SYSTEMS.direct ? ' (backend)' : ''),
     ]),
   );
-  const perRoundRatios = [SYSTEMS.httpProxy, SYSTEMS.replyFrom, SYSTEMS.nginx].flatMap((peer) => {
-    const s = roundRatios(rows, SCENARIO, 'req/s', SYSTEMS.archlab, peer);
-    return s ? [`archlab ÷ ${peer} ${s.values.map(x2).join(', ')}${s.values.length > 1 ? ` (median ${x2(s.median)})` : ''}`] : [];
-  });
-  const pairedRatios = [SYSTEMS.httpProxy, SYSTEMS.replyFrom, SYSTEMS.nginx].flatMap((peer) => {
-    const s = roundRatios(rows, PAIRED_SCENARIO, 'req/s', SYSTEMS.archlab, peer);
-    return s ? [`archlab ÷ ${peer} ${s.values.map(x2).join(', ')} (median ${x2(s.median)}, from ${x2(s.min)} to ${x2(s.max)})`] : [];
-  });
+  /** "archlab ÷ <peer> <each round's ratio>, <summary>" for each req/s target's peer measured in `scenario`. */
+  const peerRatios = (scenario: string, summary: (s: Spread) => string): string[] =>
+    [SYSTEMS.httpProxy, SYSTEMS.replyFrom, SYSTEMS.nginx].flatMap((peer) => {
+      const s = roundRatios(rows, scenario, 'req/s', SYSTEMS.archlab, peer);
+      return s ? [`archlab ÷ ${peer} ${s.values.map(x2).join(', ')}${summary(s)}`] : [];
+    });
+  const perRoundRatios = peerRatios(SCENARIO, (s) => (s.values.length > 1 ? ` (median ${x2(s.median)})` : ''));
+  const pairedRatios = peerRatios(PAIRED_SCENARIO, (s) => ` (median ${x2(s.median)}, from ${x2(s.min)} to ${x2(s.max)})`);
+  const pairedSystems = PAIRED_SYSTEMS.filter((sys) => rps(sys, PAIRED_SCENARIO) !== undefined);
   const pairedN = roundsOf(rows, PAIRED_SCENARIO).length;
   const rpsRounds = mainSystems.flatMap((s) => {
     const sp = spreadOver(rows, s, SCENARIO, 'req/s');
@@ -341,7 +344,7 @@ export function report(results: Results): string {
     ...(perRoundRatios.length ? [`Per round, req/s ratios: ${perRoundRatios.join('; ')}. Req/s per round: ${rpsRounds.join('; ')}.`, ''] : []),
     ...(pairedRatios.length
       ? [
-          `**Paired windows** (the req/s targets are judged here): archlab, http-proxy, @fastify/reply-from and nginx, ${settings.pairedDurationS} s each, back to back, in ${rounds(pairedN)} whose order reverses every other round, so each ratio compares windows seconds apart. Per pair: ${pairedRatios.join('; ')}.`,
+          `**Paired windows** (the req/s targets are judged here): ${pairedSystems.join(', ')}, ${settings.pairedDurationS} s each, back to back, in ${rounds(pairedN)} whose order reverses every other round, so each ratio compares windows seconds apart. Per pair: ${pairedRatios.join('; ')}.`,
           '',
         ]
       : []),
