@@ -568,6 +568,38 @@ test('udp: flow affinity, spread across client ports, expiry after flowIdle, rep
   assert.match(metrics, /archlab_balancer_l4_connections_total\{listener="udp",pool="dns",backend="a"\} [12]/);
 });
 
+test('udp: past maxFlows a new flow evicts the least recently active one, which picks afresh on its next datagram', async (t) => {
+  const a = await udpEcho(t, 'a');
+  const lb = await balancer(
+    t,
+    l4({
+      listeners: [{ mode: 'udp', port: 0, pool: 'p', udp: { maxFlows: 2 } }],
+      pools: [{ name: 'p', backends: [{ id: 'a', address: a.address }] }],
+      admin: { port: 0 },
+    }),
+  );
+  const port = lb.listeners[0]!.port;
+  const [c1, c2, c3] = [await udpClient(t, port), await udpClient(t, port), await udpClient(t, port)];
+  /** The upstream socket's port the backend saw for the last datagram: one per flow. */
+  const upstream = async (c: UdpClient, msg: string): Promise<number> => {
+    assert.equal((await c.ask(msg)).reply, `a:${msg}`);
+    return a.peers.at(-1)!;
+  };
+  const p1 = await upstream(c1, 'one');
+  const p2 = await upstream(c2, 'two');
+  assert.notEqual(p1, p2);
+  assert.equal(await upstream(c1, 'one again'), p1, 'c1 active again: c2 is now the least recently active');
+  const p3 = await upstream(c3, 'three');
+  assert.ok(![p1, p2].includes(p3), 'a third flow, over maxFlows');
+  assert.equal(await upstream(c1, 'one kept'), p1, 'c1 kept its flow');
+  const p2b = await upstream(c2, 'two back');
+  assert.ok(![p1, p2, p3].includes(p2b), 'c2 was evicted: its next datagram opened a new flow');
+  assert.equal(await upstream(c1, 'one still'), p1, 'that evicted c3 (older than c1), not c1');
+  assert.equal(liveBackend(lb, 'p', 'a').active, 2, 'never more than maxFlows flows hold the backend');
+  const metrics = (await request(`http://127.0.0.1:${lb.admin!.port}`, { path: '/metrics' })).body;
+  assert.match(metrics, /archlab_balancer_l4_dropped_total\{listener="udp",reason="evicted"\} 2/);
+});
+
 test('udp: a backend port that answers ICMP unreachable closes the flow, counts a failure, the next datagram picks again', async (t) => {
   const live = await udpEcho(t, 'live');
   const dead = await deadPort();
