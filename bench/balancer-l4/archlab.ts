@@ -1,9 +1,10 @@
 /**
  * The system under test: archlab's balancer started from code with one listener in front of one
- * backend, in L4 (`mode: tcp`) or L7 (`mode: http`). Both modes get the same config apart from
- * the mode: access log off, log level warn, round-robin over the one backend.
+ * backend, in L4 (`mode: tcp`, or `mode: udp` for bench/balancer-udp.ts) or L7 (`mode: http`).
+ * Every mode gets the same config apart from the mode: access log off, log level warn,
+ * round-robin over the one backend.
  *
- *   node --import tsx bench/balancer-l4/archlab.ts --mode tcp|http --backend 127.0.0.1:P
+ *   node --import tsx bench/balancer-l4/archlab.ts --mode tcp|udp|http --backend 127.0.0.1:P
  *
  * The limits below matter to mode http only and are raised for the bulk upload: a 1 GiB PUT is
  * over the default 1 MiB limits.maxBody and may take longer than the default 30 s
@@ -23,13 +24,13 @@ const opt = (name: string): string | undefined => {
 };
 const mode = opt('--mode');
 const backend = opt('--backend');
-if ((mode !== 'tcp' && mode !== 'http') || !backend) {
-  process.stderr.write('archlab.ts: need --mode tcp|http and --backend host:port\n');
+if ((mode !== 'tcp' && mode !== 'udp' && mode !== 'http') || !backend) {
+  process.stderr.write('archlab.ts: need --mode tcp|udp|http and --backend host:port\n');
   process.exit(2);
 }
 
 const config: BalancerConfigInput = {
-  listeners: [mode === 'tcp' ? { host: '127.0.0.1', port: 0, mode: 'tcp', pool: 'app' } : { host: '127.0.0.1', port: 0, mode: 'http' }],
+  listeners: [mode === 'http' ? { host: '127.0.0.1', port: 0, mode: 'http' } : { host: '127.0.0.1', port: 0, mode, pool: 'app' }],
   pools: [{ name: 'app', algorithm: 'round-robin', backends: [{ address: backend }] }],
   accessLog: false,
   log: { level: 'warn' },

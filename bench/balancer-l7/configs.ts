@@ -99,20 +99,28 @@ ${blocks}`;
 }
 
 /**
- * The start of an nginx config for one bench run, up to and inside `http {` (the caller adds its
- * servers and the closing brace): one worker in the foreground, pid, error log and every temp path
- * inside `dir`, no access log. `user` is a `user ...;` line or empty.
+ * The main context of an nginx config for one bench run: one worker in the foreground, pid and
+ * error log inside `dir`, the events block. `user` is a `user ...;` line or empty; `modules` are
+ * `load_module` lines, which must come first.
  */
-export function nginxPreamble(dir: string, writtenBy: string, user: string): string {
+export function nginxMain(dir: string, writtenBy: string, user: string, modules = ''): string {
   return `# Written by ${writtenBy} for one run; deleted afterwards.
-${user}worker_processes 1;
+${modules}${user}worker_processes 1;
 daemon off;
 master_process on;
 pid ${dir}/nginx.pid;
 error_log ${dir}/nginx-error.log warn;
 events {
   worker_connections 4096;
+}`;
 }
+
+/**
+ * The start of an nginx config for one bench run, up to and inside `http {` (the caller adds its
+ * servers and the closing brace): nginxMain, then every temp path inside `dir` and no access log.
+ */
+export function nginxPreamble(dir: string, writtenBy: string, user: string): string {
+  return `${nginxMain(dir, writtenBy, user)}
 http {
   access_log off;
   client_body_temp_path ${dir}/nginx-client-body;
