@@ -9,8 +9,8 @@
  * back, and the comparisons (÷ direct, ÷ nginx) are made within a round and summarised by the
  * median over the rounds (bench/balancer-l7/rounds.ts). Per run: datagrams answered per second,
  * p50 and p99 round trip, datagrams lost (unanswered for 200 ms), and the CPU of the system's
- * process group per 1,000 datagrams (for direct, the backend's). A run with a lost or wrong
- * datagram is reported and flagged.
+ * process group per 1,000 datagrams (for direct, the backend's). Lost or wrong datagrams are
+ * counted per run and shown in the table's last column.
  */
 import { execFile } from 'node:child_process';
 import * as dgram from 'node:dgram';
@@ -114,8 +114,8 @@ async function run(ctx: BenchContext): Promise<void> {
   const rows: Row[] = [];
   const dir = mkdtempSync(join(tmpdir(), 'archlab-bench-udp-'));
   const spawn = (name: string, pin: string[], command: string, args: string[]): Child => {
-    const [cmd, ...pre] = pin.length ? pin : [command];
-    const c = new Child(cmd!, pin.length ? [...pre, command, ...args] : args, { name, cwd: ROOT });
+    const [cmd, ...rest] = [...pin, command, ...args];
+    const c = new Child(cmd!, rest, { name, cwd: ROOT });
     children.push(c);
     return c;
   };
@@ -153,9 +153,9 @@ async function run(ctx: BenchContext): Promise<void> {
         const cpuMs = t.child.cpuMs() - cpu0;
         const scenario = roundScenario(SCENARIO, k);
         const row = (metric: string, value: number, unit: string): void => {
-          const r: Row = { system: t.system, scenario, metric, value, unit };
-          rows.push(r);
-          ctx.row(r);
+          const entry: Row = { system: t.system, scenario, metric, value, unit };
+          rows.push(entry);
+          ctx.row(entry);
         };
         row('datagrams/s', r.rate, 'datagrams/s');
         row('p50', r.p50Ms, 'ms');
