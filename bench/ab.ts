@@ -72,6 +72,11 @@ export async function startWithPort(command: string, args: string[], cwd: string
   return { child, port };
 }
 
+/** Starts `node --import tsx <args>` pinned to `cpu` (taskset) and resolves with the port of its `{"port":N}` line. */
+export function startPinned(cpu: number, args: string[], cwd: string): Promise<{ child: ChildProcess; port: number }> {
+  return startWithPort('taskset', ['-c', String(cpu), process.execPath, '--import', 'tsx', ...args], cwd);
+}
+
 /** SIGTERM, and resolves once the process has exited. */
 export async function stopChild(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;

@@ -21,7 +21,6 @@
  * measured too: a measurement disturbed by more than MAX_OTHER_CPU of the machine is repeated in
  * full runs (within a time budget) and flagged in the report if it stays disturbed.
  */
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -29,7 +28,7 @@ import { sizeLabel, type BulkResult } from './balancer-l4/bulk.js';
 import { haproxyTcpConfig } from './balancer-l4/configs.js';
 import { backendBody } from './balancer-l7/common.js';
 import { haproxyConfig, type ProxySite } from './balancer-l7/configs.js';
-import { BenchProcessError, Child, cpuSnapshot, findBinary, freePort, httpGet, otherCpuShare, sleep, type CpuSnapshot } from './balancer-l7/procs.js';
+import { BenchProcessError, Child, cpuSnapshot, findBinary, freePort, httpGet, otherCpuShare, runJson, sleep, type CpuSnapshot } from './balancer-l7/procs.js';
 import { errorCount, runWrk, type WrkResult } from './balancer-l7/wrk.js';
 import { ROOT, find, format, median, table, type Bench, type BenchContext, type Results } from './harness.js';
 
@@ -327,27 +326,6 @@ function pct(x: number): string {
   return `${Math.round(x * 100)}%`;
 }
 
-/** Runs a child to completion and parses the last JSON line it prints; bounded by `timeoutMs`. */
-function runJson<T>(command: string, args: string[], timeoutMs: number): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(command, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    p.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
-    p.stderr.setEncoding('utf8').on('data', (d: string) => (err = (err + d).slice(-2000)));
-    const guard = setTimeout(() => p.kill('SIGKILL'), timeoutMs);
-    p.on('error', (e) => {
-      clearTimeout(guard);
-      reject(e);
-    });
-    p.on('exit', (code, signal) => {
-      clearTimeout(guard);
-      const last = out.trim().split('\n').pop() ?? '';
-      if (code === 0 && last.startsWith('{')) resolve(JSON.parse(last) as T);
-      else reject(new BenchProcessError(`${signal ? `killed by ${signal}` : `exited with code ${code}`}: ${err.trim() || out.trim()}`));
-    });
-  });
-}
 
 async function run(ctx: BenchContext): Promise<void> {
   const s = ctx.quick ? QUICK : FULL;

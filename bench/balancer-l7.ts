@@ -26,13 +26,12 @@
  * Every system under test, the backends too, runs in its own process group (bench/balancer-l7/),
  * so none shares an event loop with the load generator; all are stopped at the end, even on error.
  */
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { backendBody, type FixedRateResult } from './balancer-l7/common.js';
 import { HAPROXY_BALANCE, NGINX_BALANCE, haproxyConfig, nginxConfig, type ProxySite } from './balancer-l7/configs.js';
-import { BenchProcessError, benchCpuShare, Child, cpuSnapshot, findBinary, freePort, hasPackage, httpGet, otherCpuShare, sleep } from './balancer-l7/procs.js';
+import { BenchProcessError, benchCpuShare, Child, cpuSnapshot, findBinary, freePort, hasPackage, httpGet, otherCpuShare, runJson, sleep } from './balancer-l7/procs.js';
 import {
   ALGO_OPEN_SCENARIO,
   ALGO_SCENARIO,
@@ -391,27 +390,6 @@ function readTail(file: string): string {
   }
 }
 
-/** Runs a child to completion and parses the last JSON line it prints; bounded by `timeoutMs`. */
-function runJson<T>(command: string, args: string[], timeoutMs: number): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(command, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    p.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
-    p.stderr.setEncoding('utf8').on('data', (d: string) => (err = (err + d).slice(-2000)));
-    const guard = setTimeout(() => p.kill('SIGKILL'), timeoutMs);
-    p.on('error', (e) => {
-      clearTimeout(guard);
-      reject(e);
-    });
-    p.on('exit', (code, signal) => {
-      clearTimeout(guard);
-      const last = out.trim().split('\n').pop() ?? '';
-      if (code === 0 && last.startsWith('{')) resolve(JSON.parse(last) as T);
-      else reject(new BenchProcessError(`${signal ? `killed by ${signal}` : `exited with code ${code}`}: ${err.trim() || out.trim()}`));
-    });
-  });
-}
 
 /** Share of CPU time busy across all cores over `ms`, from /proc/stat (undefined off Linux). */
 async function machineBusy(ms: number): Promise<number | undefined> {

@@ -12,13 +12,12 @@
  * process group per 1,000 datagrams (for direct, the backend's). Lost or wrong datagrams are
  * counted per run and shown in the table's last column.
  */
-import { execFile } from 'node:child_process';
 import * as dgram from 'node:dgram';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { nginxMain } from './balancer-l7/configs.js';
-import { BenchProcessError, Child, findBinary, freePort, sleep } from './balancer-l7/procs.js';
+import { BenchProcessError, Child, findBinary, freePort, runJson, sleep } from './balancer-l7/procs.js';
 import { medianRows, roundRatios, roundScenario, roundsOf, spreadOver } from './balancer-l7/rounds.js';
 import { ROOT, find, format, table, type Bench, type BenchContext, type Results, type Row } from './harness.js';
 
@@ -82,18 +81,8 @@ async function echoes(port: number, timeoutMs: number): Promise<boolean> {
 }
 
 function runLoad(port: number, s: Settings, pin: string[]): Promise<LoadResult> {
-  const args = [...pin, process.execPath, '--import', 'tsx', join(ROOT, 'bench/balancer-udp/load.ts'), '--port', String(port), '--flows', String(FLOWS), '--size', String(SIZE), '--duration-s', String(s.durationS), '--warmup-s', String(s.warmupS)];
-  const [cmd, ...rest] = args;
-  return new Promise((resolve, reject) => {
-    execFile(cmd!, rest, { cwd: ROOT, timeout: (s.warmupS + s.durationS + 30) * 1000 }, (err, stdout, stderr) => {
-      if (err) return reject(new BenchProcessError(`load.ts: ${err.message} ${stderr.slice(-400)}`));
-      try {
-        resolve(JSON.parse(stdout) as LoadResult);
-      } catch {
-        reject(new BenchProcessError(`load.ts printed no result: ${stdout.slice(0, 200)} ${stderr.slice(-400)}`));
-      }
-    });
-  });
+  const [cmd, ...args] = [...pin, process.execPath, '--import', 'tsx', join(ROOT, 'bench/balancer-udp/load.ts'), '--port', String(port), '--flows', String(FLOWS), '--size', String(SIZE), '--duration-s', String(s.durationS), '--warmup-s', String(s.warmupS)];
+  return runJson<LoadResult>(cmd!, args, (s.warmupS + s.durationS + 30) * 1000);
 }
 
 interface Target {

@@ -12,9 +12,9 @@
  * CPU per 1,000 requests (utime + stime from /proc, over the measured seconds). Per pair: B ÷ A;
  * at the end the medians. A run with socket errors or non-2xx answers is reported and voids the A/B.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { join } from 'node:path';
-import { AbVoid, interleavedPairs, startWithPort, stopChild as stop } from '../ab.js';
+import { AbVoid, interleavedPairs, startPinned, stopChild as stop } from '../ab.js';
 import { processCpuMs } from './procs.js';
 
 const [treeA, treeB, pairsArg, secondsArg] = process.argv.slice(2);
@@ -26,10 +26,6 @@ const pairs = Number(pairsArg ?? 6);
 const seconds = Number(secondsArg ?? 5);
 const ROOT = join(import.meta.dirname, '..', '..');
 
-/** Starts `node --import tsx <args>` pinned to `cpu` and resolves with the port of its `{"port":N}` line. */
-function startPinned(cpu: number, args: string[], cwd: string): Promise<{ child: ChildProcess; port: number }> {
-  return startWithPort('taskset', ['-c', String(cpu), process.execPath, '--import', 'tsx', ...args], cwd);
-}
 
 interface Wrk {
   rps: number;

@@ -12,6 +12,7 @@ import { createServer, connect } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { delimiter, join } from 'node:path';
 import { ArchlabError } from '../../src/core/errors.js';
+import { ROOT } from '../harness.js';
 import type { ReadyLine } from './common.js';
 
 export class BenchProcessError extends ArchlabError {
@@ -368,5 +369,27 @@ export function httpGet(url: string, timeoutMs = 5000): Promise<GetResult> {
     req.on('timeout', () => req.destroy(new BenchProcessError(`GET ${url}: no answer within ${timeoutMs} ms`)));
     req.on('error', reject);
     req.end();
+  });
+}
+
+/** Runs a child to completion and parses the last JSON line it prints; bounded by `timeoutMs`. */
+export function runJson<T>(command: string, args: string[], timeoutMs: number): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(command, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    p.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+    p.stderr.setEncoding('utf8').on('data', (d: string) => (err = (err + d).slice(-2000)));
+    const guard = setTimeout(() => p.kill('SIGKILL'), timeoutMs);
+    p.on('error', (e) => {
+      clearTimeout(guard);
+      reject(e);
+    });
+    p.on('exit', (code, signal) => {
+      clearTimeout(guard);
+      const last = out.trim().split('\n').pop() ?? '';
+      if (code === 0 && last.startsWith('{')) resolve(JSON.parse(last) as T);
+      else reject(new BenchProcessError(`${signal ? `killed by ${signal}` : `exited with code ${code}`}: ${err.trim() || out.trim()}`));
+    });
   });
 }

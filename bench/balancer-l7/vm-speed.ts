@@ -20,7 +20,7 @@
 import { execFileSync } from 'node:child_process';
 import { closeSync, openSync, readSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { startWithPort, stopChild } from '../ab.js';
+import { startPinned, stopChild } from '../ab.js';
 import { processCpuMs } from './procs.js';
 import { errorCount, runWrk } from './wrk.js';
 
@@ -99,7 +99,7 @@ async function load(pid: number, port: number, seconds: number): Promise<Load> {
 }
 
 async function main(windows: number, seconds: number): Promise<void> {
-  const pinned = (cpu: number, args: string[]) => startWithPort('taskset', ['-c', String(cpu), process.execPath, '--import', 'tsx', ...args], ROOT);
+  const pinned = (cpu: number, args: string[]) => startPinned(cpu, args, ROOT);
   const backend = await pinned(1, [join(ROOT, 'bench/balancer-l7/backend.ts'), '0']);
   const archlab = await pinned(0, [join(ROOT, 'bench/balancer-l7/archlab.ts'), '--backends', `127.0.0.1:${backend.port}`]);
   const httpProxy = await pinned(0, [join(ROOT, 'bench/balancer-l7/http-proxy.ts'), String(backend.port)]);
